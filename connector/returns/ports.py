@@ -1,0 +1,270 @@
+"""The two ports the domain talks through, and the plain data that crosses them.
+
+A platform adapter (Shopify, WooCommerce, standalone) and a carrier backend (sandbox, selfship,
+Sendcloud, ...) implement these protocols. The domain and services see only these types; nothing
+Shopify- or carrier-shaped passes this line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+# ---------------------------------------------------------------------------- platform data
+
+
+@dataclass(frozen=True)
+class OrderLineData:
+    platform_id: str
+    title: str
+    quantity: int
+    unit_price: Decimal
+    sku: str = ""
+    variant_title: str = ""
+    product_type: str = ""
+    product_tags: tuple[str, ...] = ()
+    discount_total: Decimal = Decimal("0")
+    tax_total: Decimal = Decimal("0")
+    final_sale: bool = False
+    refunded_quantity: int = 0
+    image_url: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderData:
+    """An order as a platform reports it, before it is stored."""
+
+    platform_id: str
+    number: str
+    email: str
+    currency: str
+    placed_at: datetime
+    lines: tuple[OrderLineData, ...]
+    customer_name: str = ""
+    locale: str | None = None
+    shipping_address: dict[str, Any] = field(default_factory=dict)
+    taxes_included: bool = True
+    shipping_total: Decimal = Decimal("0")
+    shipping_tax: Decimal = Decimal("0")
+    total: Decimal = Decimal("0")
+    payment_gateway: str | None = None
+    tags: tuple[str, ...] = ()
+    fulfilled_at: datetime | None = None
+    delivered_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RefundPlanLine:
+    """Money back for one returned order line: `amount` includes `tax`."""
+
+    order_line_id: int
+    platform_line_id: str
+    quantity: int
+    amount: Decimal
+    tax: Decimal
+    restock: bool = False
+
+
+@dataclass(frozen=True)
+class Deduction:
+    code: str  # "return_fee" | "restocking_fee" | ...
+    label: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class RefundPlan:
+    """What will be refunded, in Decimal, before anything is sent. total = lines + shipping - deductions."""
+
+    currency: str
+    lines: tuple[RefundPlanLine, ...]
+    shipping: Decimal
+    deductions: tuple[Deduction, ...]
+    total: Decimal
+    method: str = "original"  # original | store_credit
+    capped: bool = False  # True when the total was cut to what is still refundable
+
+    @property
+    def lines_total(self) -> Decimal:
+        return sum((line.amount for line in self.lines), Decimal("0"))
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    """The platform's answer. `manual` means recorded only: the merchant pays out themselves."""
+
+    status: str  # succeeded | failed | unknown
+    platform_refund_id: str | None = None
+    message: str = ""
+    manual: bool = False
+
+
+@dataclass(frozen=True)
+class PlatformCapabilities:
+    refund_through_gateway: bool = False
+    store_credit: bool = False
+    native_returns: bool = False
+    exchanges: bool = False
+    manual_refunds_only: bool = False
+
+
+class PlatformError(Exception):
+    """A platform call failed. `retryable` tells the job runner whether to try again."""
+
+    def __init__(self, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@runtime_checkable
+class PlatformAdapter(Protocol):
+    key: str
+    capabilities: PlatformCapabilities
+
+    def iter_orders(self, since: datetime | None) -> Iterator[OrderData]: ...
+    def get_order(self, platform_id: str) -> OrderData | None: ...
+    def parse_webhook(self, request: Any) -> list[Any]: ...
+    def open_return(self, ret: Any) -> str | None: ...
+    def attach_tracking(self, ret: Any, shipment: Any) -> None: ...
+    def restock(self, ret: Any, lines: list[Any]) -> None: ...
+    def refund(self, order: Any, plan: RefundPlan, key: str) -> RefundResult: ...
+    def find_refund(self, order: Any, key: str) -> RefundResult | None: ...
+    def add_note(self, order: Any, text: str) -> None: ...
+
+
+# ---------------------------------------------------------------------------- carrier data
+
+METHODS = ("pickup", "dropoff", "carrier_label", "selfship")
+"""Return methods: carrier pickup with a printed label; drop-off with a label (PDF or QR);
+carrier pickup where the driver brings the label; the shopper ships it with any carrier."""
+
+
+@dataclass(frozen=True)
+class CarrierCapabilities:
+    label: bool = False
+    qr: bool = False
+    pickup: bool = False
+    carrier_brings_label: bool = False
+    void: bool = False
+    tracking: bool = False
+    international: bool = False
+
+    def serves(self, method: str) -> bool:
+        return {
+            "pickup": self.pickup and self.label,
+            "dropoff": self.label,
+            "carrier_label": self.pickup and self.carrier_brings_label,
+            "selfship": not self.label and not self.pickup,
+        }.get(method, False)
+
+
+@dataclass(frozen=True)
+class Address:
+    name: str
+    line1: str
+    postcode: str
+    city: str
+    country: str  # ISO 3166-1 alpha-2
+    line2: str = ""
+    region: str = ""
+    phone: str = ""
+    email: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Address":
+        names = cls.__dataclass_fields__
+        return cls(**{k: (v or "") for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class ParcelItem:
+    description: str
+    quantity: int
+    value: Decimal
+    sku: str = ""
+
+
+@dataclass(frozen=True)
+class ShipmentRequest:
+    """Everything a carrier needs for one return parcel. `idempotency_key` is one per shipment."""
+
+    idempotency_key: str
+    reference: str  # the RMA, printed on the label
+    method: str
+    sender: Address
+    recipient: Address
+    items: tuple[ParcelItem, ...]
+    currency: str
+    weight_grams: int = 1000
+    pickup_date: date | None = None
+
+
+@dataclass(frozen=True)
+class Label:
+    tracking_number: str
+    pdf: bytes | None = None
+    qr_png: bytes | None = None
+    carrier_ref: str | None = None
+    tracking_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Pickup:
+    day: date
+    window: str  # "09:00-18:00"
+    carrier_ref: str | None = None
+    tracking_number: str | None = None
+    label: Label | None = None
+
+
+TRACKING_STATUSES = ("info_received", "in_transit", "out_for_delivery", "delivered", "exception")
+
+
+@dataclass(frozen=True)
+class TrackingEvent:
+    at: datetime
+    status: str  # one of TRACKING_STATUSES
+    description: str = ""
+    location: str = ""
+
+
+class CarrierError(Exception):
+    """Base of the carrier errors; `message` is the carrier's own words."""
+
+
+class CarrierRetryable(CarrierError):
+    """Timeout, 5xx, rate limit: try again later."""
+
+
+class CarrierRejected(CarrierError):
+    """The carrier refused the request (address, size...); `shopper_message` is actionable."""
+
+    def __init__(self, message: str, *, shopper_message: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.shopper_message = shopper_message
+        self.field = field
+
+
+class CarrierAuthError(CarrierError):
+    """Credentials are wrong or expired: the merchant must reconnect the carrier."""
+
+
+class CarrierNotSupported(CarrierError):
+    """The backend cannot do this (e.g. void on a carrier without cancellation)."""
+
+
+@runtime_checkable
+class CarrierBackend(Protocol):
+    key: str
+    name: str
+    capabilities: CarrierCapabilities
+
+    def create_return_label(self, shipment: ShipmentRequest) -> Label: ...
+    def schedule_pickup(self, shipment: ShipmentRequest, day: date) -> Pickup: ...
+    def cancel_pickup(self, carrier_ref: str) -> None: ...
+    def void_label(self, tracking_number: str) -> None: ...
+    def track(self, tracking_number: str) -> list[TrackingEvent]: ...
+    def check_credentials(self) -> None: ...

@@ -1,0 +1,117 @@
+"""The queue's jobs. Each body is a thin wrapper over a service; the services hold the logic.
+
+Jobs are addressed by name through `JOBS` so that the domain enqueues without importing Huey
+(`connector.returns.context.runtime.enqueue`). Periodic tasks: the reconciler every minute,
+tracking polls every 30 minutes.
+"""
+from __future__ import annotations
+
+import logging
+
+from huey import crontab
+from sqlalchemy import select
+
+from connector import db
+from connector.jobs import huey, in_app_context
+from connector.returns import services
+from connector.returns.models import Return, Shipment, Shop
+
+log = logging.getLogger("connector.tasks")
+
+
+@huey.task(retries=3, retry_delay=30)
+@in_app_context
+def fulfil_shipment(shipment_id: int):
+    services.fulfil_shipment(shipment_id)
+
+
+@huey.task(retries=3, retry_delay=30)
+@in_app_context
+def execute_refund(refund_id: int):
+    services.execute_refund(refund_id)
+
+
+@huey.task(retries=3, retry_delay=30)
+@in_app_context
+def void_shipment(shipment_id: int):
+    services.void_shipment(shipment_id)
+
+
+@huey.task(retries=5, retry_delay=60)
+@in_app_context
+def notify(return_id: int, kind: str):
+    """Mail the shopper about `kind` (confirmed, withdrawal, or a state) in their language."""
+    from connector import notify as mail
+
+    ret = db.session.get(Return, return_id)
+    if ret is None:
+        return
+    if kind == "confirmed":
+        mail.return_confirmed(ret)
+    elif kind == "withdrawal":
+        mail.withdrawal_received(ret)
+    else:
+        mail.status_changed(ret, kind)
+
+
+@huey.task(retries=5, retry_delay=60)
+@in_app_context
+def send_signin_link(shop_id: int, email: str, link: str, locale: str):
+    from connector import notify as mail
+
+    shop = db.session.get(Shop, shop_id)
+    if shop is not None:
+        mail.send_signin_link(shop, email, link, locale)
+
+
+@huey.task(retries=5, retry_delay=60)
+@in_app_context
+def alert_merchant(shop_id: int, subject: str, text: str):
+    from connector import notify as mail
+
+    shop = db.session.get(Shop, shop_id)
+    if shop is not None:
+        mail.merchant_alert(shop, subject, text)
+
+
+@huey.task()
+@in_app_context
+def poll_tracking(shipment_id: int):
+    shipment = db.session.get(Shipment, shipment_id)
+    if shipment is not None:
+        services.refresh_tracking(shipment)
+
+
+@huey.periodic_task(crontab(minute="*"))
+@in_app_context
+def reconcile():
+    counts = services.reconcile()
+    if any(counts.values()):
+        log.info("reconciler re-drove %s", counts)
+
+
+@huey.periodic_task(crontab(minute="*/30"))
+@in_app_context
+def poll_all_tracking():
+    """Queue a tracking poll for every parcel that is waiting or on its way."""
+    ids = db.session.scalars(select(Shipment.id).where(
+        Shipment.status.in_(("label_ready", "pickup_booked", "in_transit")),
+        Shipment.tracking_number.is_not(None)).limit(5000))
+    for shipment_id in ids:
+        poll_tracking(shipment_id)
+
+
+JOBS = {
+    "fulfil_shipment": fulfil_shipment,
+    "execute_refund": execute_refund,
+    "void_shipment": void_shipment,
+    "notify": notify,
+    "send_signin_link": send_signin_link,
+    "alert_merchant": alert_merchant,
+    "poll_tracking": poll_tracking,
+}
+
+
+def enqueue(name: str, **kwargs) -> None:
+    """Hand job `name` to the queue (inline in immediate mode)."""
+    JOBS[name](**kwargs)
