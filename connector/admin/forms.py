@@ -13,7 +13,8 @@ from flask_babel import gettext as _, lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField,
                      TextAreaField)
-from wtforms.validators import URL, DataRequired, Length, NumberRange, Optional, Regexp
+from wtforms.validators import URL, DataRequired, Length, NumberRange, Optional, Regexp, ValidationError
+from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from connector.i18n import LANGUAGES
@@ -72,8 +73,8 @@ class PolicyForm(FlaskForm):
     restocking_fee_percent = StringField(_l("Restocking fee (%)"), validators=[DataRequired(), Length(max=12)],
                                          description=_l("Deducted from the refund, except when the shop is at fault."))
     refund_shipping = SelectField(_l("Refund the original shipping"), choices=[
-        ("never", _l("Never")), ("shop_fault", _l("When the shop is at fault")),
-        ("full_return", _l("When the whole order comes back")), ("always", _l("Always"))])
+        SelectChoice("never", _l("Never")), SelectChoice("shop_fault", _l("When the shop is at fault")),
+        SelectChoice("full_return", _l("When the whole order comes back")), SelectChoice("always", _l("Always"))])
     store_credit = BooleanField(_l("Offer store credit instead of money back"))
     reason_required = BooleanField(_l("Shoppers must give a reason"))
     auto_approve = BooleanField(_l("Approve returns automatically"))
@@ -82,18 +83,19 @@ class PolicyForm(FlaskForm):
     auto_approve_reason_codes = MultiCheckboxField(_l("…only for these reasons"), choices=[],
                                                    description=_l("None ticked: any reason."))
     refund_trigger = SelectField(_l("Refund"), choices=[
-        ("manual", _l("When I click Refund")), ("received", _l("As soon as the parcel is received")),
-        ("inspected", _l("As soon as every item is graded"))])
+        SelectChoice("manual", _l("When I click Refund")),
+        SelectChoice("received", _l("As soon as the parcel is received")),
+        SelectChoice("inspected", _l("As soon as every item is graded"))])
 
     COMMA_LISTS = ("excluded_tags", "excluded_skus", "excluded_product_types", "final_sale_tags")
 
     def validate_restocking_fee_percent(self, field):
         if not AMOUNT_RE.match((field.data or "").strip()):
-            raise ValueError(_("Enter a number like 10 or 12.5."))
+            raise ValidationError(_("Enter a number like 10 or 12.5."))
 
     def validate_auto_approve_max_total(self, field):
         if (field.data or "").strip() and not AMOUNT_RE.match(field.data.strip()):
-            raise ValueError(_("Enter an amount like 100 or 99.90, or leave it empty."))
+            raise ValidationError(_("Enter an amount like 100 or 99.90, or leave it empty."))
 
     def fill(self, policy: dict[str, Any]) -> None:
         """Show the stored policy (on GET)."""
@@ -160,7 +162,7 @@ class BrandingForm(FlaskForm):
 
     def validate_logo_url(self, field):
         if field.data and not field.data.strip().lower().startswith("https://"):
-            raise ValueError(_("Enter a full https:// address."))
+            raise ValidationError(_("Enter a full https:// address."))
 
     def fill(self, shop) -> None:
         branding = shop.branding or {}

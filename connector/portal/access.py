@@ -51,7 +51,6 @@ def email(shop: Shop) -> str | None:
 
 def sign_in(shop: Shop, email_address: str, orders: list[Order]) -> None:
     """Replace this shop's grants by `orders` of `email_address` (earlier grants are dropped)."""
-    session.pop("_flashes", None)
     _save(shop, {"email": email_address, "orders": [o.id for o in orders if o.shop_id == shop.id][:MAX_GRANTS],
                  "returns": [], "drafts": {}})
 

@@ -37,7 +37,8 @@ def method_explanation(method: str, *, qr: bool = False) -> str:
     return {
         "pickup": _("A driver collects the parcel at your address. Print the label and attach it."),
         "dropoff": _("Take the parcel to a drop-off point near you and hand it over with the label."),
-        "carrier_label": _("The driver brings the label — no printing. Just have the parcel packed and ready."),
+        "carrier_label": _("A driver collects the parcel at your address and brings the label along. "
+                           "Just have the parcel packed and ready."),
         "selfship": _("Send the parcel with a carrier of your choice to our return address, "
                       "then enter the tracking number here. You pay the postage yourself."),
     }.get(method, "")

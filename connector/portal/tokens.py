@@ -69,10 +69,13 @@ def spend_signin_token(shop: Shop, token: str) -> str:
     email, jti = data.get("e"), data.get("j")
     if not isinstance(email, str) or not isinstance(jti, str) or not jti:
         raise TokenError("malformed sign-in link")
+    spent = f"signin:{jti}"[:64]
+    if db.session.get(UsedToken, spent) is not None:
+        raise TokenError("sign-in link already used")
     try:
-        db.session.add(UsedToken(jti=f"signin:{jti}"[:64]))
+        db.session.add(UsedToken(jti=spent))
         db.session.commit()
-    except IntegrityError:
+    except IntegrityError:  # opened twice at the same moment: one of them wins
         db.session.rollback()
         raise TokenError("sign-in link already used") from None
     return email

@@ -23,9 +23,9 @@ from datetime import timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from flask import (Blueprint, abort, current_app, flash, g, has_request_context, redirect, render_template,
                    request, send_file, url_for)
-from babel import Locale
 from flask_babel import format_currency, format_date, format_datetime, format_time, get_locale
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
@@ -48,18 +48,19 @@ LINK_PER_EMAIL = (5, timedelta(minutes=15))
 LOOKUPS_PER_ADDRESS = (30, timedelta(minutes=15))
 LOOKUPS_PER_ORDER_NUMBER = (10, timedelta(minutes=15))
 
+
 # =========================================================================== shop, locale, layout
 
 @bp.url_value_preprocessor
 def _pull_shop(endpoint, values):
     """Every portal URL starts with the shop's handle: load the shop, its language and zone."""
-    g.shop = None
+    g.portal_shop = None
     if not values or "shop_handle" not in values:
         return
     shop = services.get_shop(values.pop("shop_handle"))
     if shop is None:
         abort(404)
-    g.shop = shop
+    g.portal_shop = shop
     g.shop_locale = shop.locale
     g.shop_timezone = _valid_zone(shop.timezone)
 
@@ -71,9 +72,16 @@ def _valid_zone(name: str | None) -> str | None:
         return None
 
 
+@bp.before_request
+def _settle_language():
+    # Evaluate the language now, so that a ?lang= choice is kept even when this answer is a redirect.
+    if g.get("portal_shop") is not None:
+        get_locale()
+
+
 @bp.url_defaults
 def _add_shop(endpoint, values):
-    shop = g.get("shop")
+    shop = g.get("portal_shop")
     if shop is not None and "shop_handle" not in values and \
             current_app.url_map.is_endpoint_expecting(endpoint, "shop_handle"):
         values["shop_handle"] = shop.handle
@@ -93,7 +101,7 @@ def _layout():
     if not has_request_context():  # mails rendered by the worker have no request
         return {}
     ctx = {"page_lang": str(get_locale() or "en"), "language_links": _language_links()}
-    shop = g.get("shop")
+    shop = g.get("portal_shop")
     if shop is not None:
         ctx["theme"] = theme_for(shop, url_for("portal.start", shop_handle=shop.handle))
     return ctx
@@ -117,7 +125,7 @@ def _helpers():
             "when": _when, "country_name": _country_name,
             "method_name": status.method_name, "method_explanation": status.method_explanation,
             "state_name": status.state_name, "blocked_reason": status.blocked_reason,
-            "signed_in": access.signed_in(g.shop) if g.get("shop") else False}
+            "signed_in": access.signed_in(g.portal_shop) if g.get("portal_shop") else False}
 
 
 def _language_links():
@@ -160,7 +168,7 @@ def _render_start(signin_form=None, link_form=None, *, error: str | None = None,
 
 @bp.get("/<shop_handle>/")
 def start():
-    if access.signed_in(g.shop) and not request.args.get("switch"):
+    if access.signed_in(g.portal_shop) and not request.args.get("switch"):
         return redirect(url_for(".orders"))
     return _render_start()
 
@@ -171,12 +179,12 @@ def signin():
     form = forms.SignInForm()
     if not form.validate_on_submit():
         return _render_start(form, code=422)
-    _limit_lookups(g.shop, order_number=form.order_number.data)
-    order = services.find_order_for_login(g.shop, form.order_number.data, form.contact.data)
+    _limit_lookups(g.portal_shop, order_number=form.order_number.data)
+    order = services.find_order_for_login(g.portal_shop, form.order_number.data, form.contact.data)
     if order is None:
         return _render_start(form, error=_("We could not find an order with this number and email or postcode. "
                                            "Please check both and try again."), code=422)
-    access.sign_in(g.shop, order.email, [order])
+    access.sign_in(g.portal_shop, order.email, [order])
     return redirect(url_for(".items", order_id=order.id))
 
 
@@ -187,12 +195,12 @@ def request_link():
     if not form.validate_on_submit():
         return _render_start(link_form=form, code=422)
     email = form.email.data
-    _limit_lookups(g.shop, email=email)
-    known = services.orders_for_email(g.shop, email, limit=1)
-    link = tokens.signin_link(g.shop, email)  # made either way: the same work for known and unknown
+    _limit_lookups(g.portal_shop, email=email)
+    known = services.orders_for_email(g.portal_shop, email, limit=1)
+    link = tokens.signin_link(g.portal_shop, email)  # made either way: the same work for known and unknown
     if known:
         # Through the queue: mail is an outside call and must not run in (or time) the request.
-        runtime.enqueue("send_signin_link", shop_id=g.shop.id, email=email, link=link, locale=_locale())
+        runtime.enqueue("send_signin_link", shop_id=g.portal_shop.id, email=email, link=link, locale=_locale())
     return redirect(url_for(".link_sent"))
 
 
@@ -205,34 +213,34 @@ def link_sent():
 def open_link():
     """Open a sign-in link: spend it and grant the email's recent orders."""
     try:
-        email = tokens.spend_signin_token(g.shop, request.args.get("t", "")[:2048])
+        email = tokens.spend_signin_token(g.portal_shop, request.args.get("t", "")[:2048])
     except tokens.TokenError:
         return _render_start(error=_("This sign-in link has expired or was already used. "
                                      "Ask for a new one below."), code=400)
-    access.sign_in(g.shop, email, services.orders_for_email(g.shop, email))
+    access.sign_in(g.portal_shop, email, services.orders_for_email(g.portal_shop, email))
     return redirect(url_for(".orders"))
 
 
 @bp.post("/<shop_handle>/signout")
 def signout():
-    access.sign_out(g.shop)
+    access.sign_out(g.portal_shop)
     flash(_("You are signed out."), "info")
     return redirect(url_for(".start"))
 
 
 @bp.get("/<shop_handle>/orders")
 def orders():
-    if not access.signed_in(g.shop):
+    if not access.signed_in(g.portal_shop):
         return redirect(url_for(".start"))
-    found = access.orders(g.shop)
+    found = access.orders(g.portal_shop)
     return render_template("portal/orders.html", orders=found, step=1,
-                           returns=access.submitted_returns(g.shop, found), email=access.email(g.shop))
+                           returns=access.submitted_returns(g.portal_shop, found), email=access.email(g.portal_shop))
 
 
 # =========================================================================== the draft's steps
 
 def _reasons():
-    tree = services.reasons_tree(g.shop)
+    tree = services.reasons_tree(g.portal_shop)
     ids = {r.id for parent, children in tree for r in (children or [parent])}
     flags = {r.id: r for parent, children in tree for r in [parent, *children]}
     return tree, ids, flags
@@ -247,7 +255,8 @@ def _store_uploads(entries, errors) -> None:
             continue
         for upload in entry.uploads:
             try:
-                entry.photos.append(photos.store_photo(storage, g.shop.id, upload, max_bytes=config.max_photo_bytes))
+                entry.photos.append(photos.store_photo(storage, g.portal_shop.id, upload,
+                                                       max_bytes=config.max_photo_bytes))
             except photos.PhotoError as exc:
                 errors.setdefault(f"line-{entry.line_id}-photos", str(exc))
         entry.uploads = []
@@ -255,7 +264,7 @@ def _store_uploads(entries, errors) -> None:
 
 @bp.route("/<shop_handle>/orders/<int:order_id>/items", methods=["GET", "POST"])
 def items(order_id: int):
-    shop = g.shop
+    shop = g.portal_shop
     order = access.require_order(shop, order_id)
     options = services.line_options(shop, order)
     tree, reason_ids, reason_flags = _reasons()
@@ -284,7 +293,7 @@ def items(order_id: int):
             else:
                 return redirect(url_for(".method", order_id=order.id))
     policy = services.policy_of(shop)
-    rows = [(option, entry) for option, entry in zip(options, entries)]
+    rows = list(zip(options, entries))
     return render_template(
         "portal/items.html", order=order, rows=rows, tree=tree, reason_flags=reason_flags, errors=errors,
         draft=draft, reason_required=policy.reason_required, step=2, locale=_locale(),
@@ -295,7 +304,7 @@ def items(order_id: int):
 
 def _draft_at(order, need: str):
     """The draft for `order` if it has reached step `need`; else a redirect to the step it lacks."""
-    ret = access.draft_for(g.shop, order)
+    ret = access.draft_for(g.portal_shop, order)
     if ret is None or not ret.lines:
         return None, redirect(url_for(".items", order_id=order.id))
     if need in ("instructions", "summary") and not ret.method:
@@ -307,12 +316,12 @@ def _draft_at(order, need: str):
 
 @bp.route("/<shop_handle>/orders/<int:order_id>/method", methods=["GET", "POST"])
 def method(order_id: int):
-    order = access.require_order(g.shop, order_id)
+    order = access.require_order(g.portal_shop, order_id)
     ret, elsewhere = _draft_at(order, "method")
     if elsewhere:
         return elsewhere
     options = services.method_options(ret)
-    policy = services.policy_of(g.shop)
+    policy = services.policy_of(g.portal_shop)
     errors: dict[str, str] = {}
     chosen, refund_method = ret.method, ret.refund_method
     if request.method == "POST":
@@ -336,7 +345,7 @@ def method(order_id: int):
 
 @bp.route("/<shop_handle>/orders/<int:order_id>/instructions", methods=["GET", "POST"])
 def instructions(order_id: int):
-    order = access.require_order(g.shop, order_id)
+    order = access.require_order(g.portal_shop, order_id)
     ret, elsewhere = _draft_at(order, "instructions")
     if elsewhere:
         return elsewhere
@@ -360,7 +369,7 @@ def instructions(order_id: int):
                 return redirect(url_for(".summary", order_id=order.id))
     else:
         address = {**(order.shipping_address or {}), **(ret.address or {})}
-        address["country"] = str(address.get("country") or order.country or g.shop.country).upper()
+        address["country"] = str(address.get("country") or order.country or g.portal_shop.country).upper()
         form = forms.AddressForm(prefix="address", data={k: address.get(k) or "" for k in
                                                          ("name", "line1", "line2", "postcode", "city",
                                                           "country", "phone")})
@@ -371,7 +380,7 @@ def instructions(order_id: int):
 
 @bp.get("/<shop_handle>/orders/<int:order_id>/summary")
 def summary(order_id: int):
-    order = access.require_order(g.shop, order_id)
+    order = access.require_order(g.portal_shop, order_id)
     ret, elsewhere = _draft_at(order, "summary")
     if elsewhere:
         return elsewhere
@@ -383,9 +392,9 @@ def summary(order_id: int):
 @bp.post("/<shop_handle>/orders/<int:order_id>/confirm")
 def confirm(order_id: int):
     """Submit the draft. A second submit of the same form finds the same, single return."""
-    order = access.require_order(g.shop, order_id)
-    ret = access.return_of_order(g.shop, order, _int_or_none(request.form.get("return_id"))) \
-        or access.draft_for(g.shop, order)
+    order = access.require_order(g.portal_shop, order_id)
+    ret = access.return_of_order(g.portal_shop, order, _int_or_none(request.form.get("return_id"))) \
+        or access.draft_for(g.portal_shop, order)
     if ret is None:
         flash(_("This return is no longer open. Please start again."), "error")
         return redirect(url_for(".orders"))
@@ -396,19 +405,19 @@ def confirm(order_id: int):
             flash(exc.message, "error")
             step = {"items": ".items", "method": ".method", "checklist": ".instructions"}.get(exc.field, ".items")
             return redirect(url_for(step, order_id=order.id))
-    access.forget_draft(g.shop, order)
-    access.grant_return(g.shop, ret)
+    access.forget_draft(g.portal_shop, order)
+    access.grant_return(g.portal_shop, ret)
     return redirect(url_for(".confirmation", rma=ret.rma))
 
 
 @bp.post("/<shop_handle>/orders/<int:order_id>/discard")
 def discard(order_id: int):
     """The X: throw the draft away (photos included) and go back to the orders."""
-    order = access.require_order(g.shop, order_id)
-    ret = access.draft_for(g.shop, order)
+    order = access.require_order(g.portal_shop, order_id)
+    ret = access.draft_for(g.portal_shop, order)
     if ret is not None:
         services.discard_draft(ret)
-    access.forget_draft(g.shop, order)
+    access.forget_draft(g.portal_shop, order)
     flash(_("Your return was discarded. Nothing was sent."), "info")
     return redirect(url_for(".orders"))
 
@@ -422,40 +431,41 @@ def _render_status(ret, *, confirmed: bool = False, tracking_form=None, errors=N
     return render_template(
         "portal/status.html", ret=ret, order=ret.order, shipment=shipment, confirmed=confirmed,
         milestones=status.milestones(ret, events), history=history,
-        has_label=bool(shipment and shipment.label_key), has_qr=bool(shipment and shipment.qr_key) and ret.method == "dropoff",
+        has_label=bool(shipment and shipment.label_key),
+        has_qr=bool(shipment and shipment.qr_key) and ret.method == "dropoff",
         can_cancel=ret.state in lc.CANCELLABLE and ret.state != lc.DRAFT,
         can_track=ret.state == lc.AWAITING_SHIPMENT and shipment is not None and shipment.method == "selfship",
         tracking_form=tracking_form or forms.TrackingForm(), errors=errors or {},
-        return_address=g.shop.return_address or {}, locale=_locale(),
+        return_address=g.portal_shop.return_address or {}, locale=_locale(),
     ), code
 
 
 @bp.get("/<shop_handle>/returns/<rma>/confirmed")
 def confirmation(rma: str):
-    return _render_status(access.require_return(g.shop, rma), confirmed=True)
+    return _render_status(access.require_return(g.portal_shop, rma), confirmed=True)
 
 
 @bp.get("/<shop_handle>/returns/<rma>")
 def return_status(rma: str):
     token = request.args.get("t")
     if token is not None:
-        ret = access.find_return(g.shop, rma)
+        ret = access.find_return(g.portal_shop, rma)
         try:
-            granted = tokens.read_status_token(g.shop, token[:2048])
+            granted = tokens.read_status_token(g.portal_shop, token[:2048])
         except tokens.TokenError:
             granted = None
         if ret is None or granted != ret.id:
             return render_template("error.html", code=404, message=_(
                 "This link is not valid or has expired. Sign in to see your returns.")), 404
-        access.grant_return(g.shop, ret)
+        access.grant_return(g.portal_shop, ret)
         # Drop the token from the address bar (and from any Referer).
         return redirect(url_for(".return_status", rma=ret.rma))
-    return _render_status(access.require_return(g.shop, rma))
+    return _render_status(access.require_return(g.portal_shop, rma))
 
 
 @bp.get("/<shop_handle>/returns/<rma>/label.pdf")
 def label(rma: str):
-    ret = access.require_return(g.shop, rma)
+    ret = access.require_return(g.portal_shop, rma)
     data = services.label_bytes(ret)
     if not data:
         abort(404)
@@ -465,7 +475,7 @@ def label(rma: str):
 
 @bp.get("/<shop_handle>/returns/<rma>/qr.png")
 def qr(rma: str):
-    ret = access.require_return(g.shop, rma)
+    ret = access.require_return(g.portal_shop, rma)
     data = services.qr_bytes(ret)
     if not data:
         abort(404)
@@ -474,7 +484,7 @@ def qr(rma: str):
 
 @bp.post("/<shop_handle>/returns/<rma>/cancel")
 def cancel(rma: str):
-    ret = access.require_return(g.shop, rma)
+    ret = access.require_return(g.portal_shop, rma)
     had_label = bool(ret.shipment and (ret.shipment.label_key or ret.shipment.tracking_number))
     try:
         services.cancel(ret, actor="shopper")
@@ -493,7 +503,7 @@ def cancel(rma: str):
 
 @bp.post("/<shop_handle>/returns/<rma>/tracking")
 def tracking(rma: str):
-    ret = access.require_return(g.shop, rma)
+    ret = access.require_return(g.portal_shop, rma)
     form = forms.TrackingForm()
     if not form.validate_on_submit():
         return _render_status(ret, tracking_form=form, code=422)
@@ -514,16 +524,16 @@ def tracking(rma: str):
 def withdraw():
     """Withdrawal, first page: name, order number, email. No reason, no sign-in."""
     form = forms.WithdrawalForm()
-    if request.method == "GET" and not form.email.data and access.email(g.shop):
-        form.email.data = access.email(g.shop)
+    if request.method == "GET" and not form.email.data and access.email(g.portal_shop):
+        form.email.data = access.email(g.portal_shop)
     if not form.validate_on_submit():
         return render_template("portal/withdraw.html", form=form), (422 if request.method == "POST" else 200)
-    _limit_lookups(g.shop, order_number=form.order_number.data)
-    order = services.find_order_for_login(g.shop, form.order_number.data, form.email.data)
+    _limit_lookups(g.portal_shop, order_number=form.order_number.data)
+    order = services.find_order_for_login(g.portal_shop, form.order_number.data, form.email.data)
     if order is None:
         return render_template("portal/withdraw.html", form=form, error=_(
             "We could not match this order number and email. Please check both and try again.")), 422
-    access.set_pending_withdrawal(g.shop, {"order": order.id, "name": form.name.data, "email": form.email.data,
+    access.set_pending_withdrawal(g.portal_shop, {"order": order.id, "name": form.name.data, "email": form.email.data,
                                            "nonce": secrets.token_hex(16)})
     return redirect(url_for(".withdraw_confirm"))
 
@@ -531,14 +541,16 @@ def withdraw():
 @bp.route("/<shop_handle>/withdraw/confirm", methods=["GET", "POST"])
 def withdraw_confirm():
     """Withdrawal, second page: the statement, the items (all by default), "Confirm withdrawal"."""
-    pending = access.pending_withdrawal(g.shop)
-    order = services.get_order(g.shop, pending["order"]) if pending else None
+    pending = access.pending_withdrawal(g.portal_shop)
+    order = services.get_order(g.portal_shop, pending["order"]) if pending else None
     if order is None:
         return redirect(url_for(".withdraw"))
-    options = services.line_options(g.shop, order)
+    options = services.line_options(g.portal_shop, order)
     chosen = {o.line.id: o.returnable_quantity for o in options}
     errors: dict[str, str] = {}
     if request.method == "POST":
+        if db.session.get(UsedToken, _withdrawal_jti(pending)) is not None:
+            return _withdrawal_already_recorded(order, pending)
         line_quantities, chosen, errors = forms.parse_withdrawal_lines(request.form, options)
         if not errors:
             done = _record_withdrawal(order, pending, line_quantities, errors)
@@ -549,19 +561,28 @@ def withdraw_confirm():
                            ), (422 if errors else 200)
 
 
+def _withdrawal_jti(pending) -> str:
+    return f"withdrawal:{pending.get('nonce', '')}"[:64]
+
+
+def _withdrawal_already_recorded(order, pending):
+    """This confirmation page was submitted before (double click, second tab): show that one."""
+    ret = access.latest_withdrawal(g.portal_shop, order, pending["email"])
+    if ret is None:
+        return redirect(url_for(".withdraw"))
+    return _withdrawal_done(ret)
+
+
 def _record_withdrawal(order, pending, line_quantities, errors):
     """Create the withdrawal once per confirmation page: its nonce is spent in the same commit."""
-    db.session.add(UsedToken(jti=f"withdrawal:{pending['nonce']}"[:64]))
+    db.session.add(UsedToken(jti=_withdrawal_jti(pending)))
     try:
         db.session.flush()
-    except IntegrityError:  # this page was confirmed before (double click, second tab)
+    except IntegrityError:  # a concurrent submit of the same page got there first
         db.session.rollback()
-        ret = access.latest_withdrawal(g.shop, order, pending["email"])
-        if ret is None:
-            return redirect(url_for(".withdraw"))
-        return _withdrawal_done(ret)
+        return _withdrawal_already_recorded(order, pending)
     try:
-        ret = services.create_withdrawal(g.shop, order, name=pending["name"], email=pending["email"],
+        ret = services.create_withdrawal(g.portal_shop, order, name=pending["name"], email=pending["email"],
                                          line_quantities=line_quantities, locale=_locale())
     except services.ValidationError as exc:
         db.session.rollback()
@@ -575,14 +596,14 @@ def _record_withdrawal(order, pending, line_quantities, errors):
 
 
 def _withdrawal_done(ret):
-    access.clear_pending_withdrawal(g.shop)
-    access.grant_return(g.shop, ret)
+    access.clear_pending_withdrawal(g.portal_shop)
+    access.grant_return(g.portal_shop, ret)
     return redirect(url_for(".withdrawal_received", rma=ret.rma))
 
 
 @bp.get("/<shop_handle>/withdraw/<rma>")
 def withdrawal_received(rma: str):
-    ret = access.require_return(g.shop, rma)
+    ret = access.require_return(g.portal_shop, rma)
     if not ret.is_withdrawal:
         abort(404)
     statement = next((e for e in services.timeline(ret, public_only=True) if e.kind == "withdrawal"), None)

@@ -243,3 +243,20 @@ def test_cancel_before_the_parcel_moves(admin, shop):
     admin.post(f"returns/{ret.id}/cancel")
     db.session.refresh(ret)
     assert ret.state == lc.CANCELLED
+
+
+def test_shopper_and_api_text_is_escaped_on_the_page(admin, shop):
+    order = _order(shop, "1001")
+    order.lines[0].title = '<script src="https://evil.example/x.js"></script>Jacket'
+    db.session.commit()
+    ret = make_return(shop, reason_code="other", approve=False)  # comment required
+    html = _text(admin.get(f"returns/{ret.id}"))
+    assert "<script" not in html
+    assert "&lt;script src=&#34;https://evil.example/x.js&#34;&gt;&lt;/script&gt;Jacket" in html
+
+
+def test_admin_speaks_the_chosen_language(admin, shop):
+    ret = make_return(shop, approve=False)
+    html = _text(admin.get(f"returns/{ret.id}?lang=de"))
+    assert '<html lang="de">' in html
+    assert 'hreflang="fr"' in html

@@ -22,10 +22,12 @@ def csrf_from(page: str) -> str | None:
 
 
 def _fresh_g() -> None:
-    """The `app` fixture keeps one app context for the whole test, so `g` outlives a request;
-    Flask-WTF caches the CSRF token there. Drop it, as a real server would between requests."""
+    """The `app` fixture keeps one app context for the whole test, so `g` outlives a request
+    (Flask-WTF caches the CSRF token there, Flask-Babel the locale). Empty it, as a real server
+    does between requests."""
     from flask import g
-    g.pop("csrf_token", None)
+    for name in list(vars(g)):
+        g.pop(name, None)
 
 
 class Shopper:

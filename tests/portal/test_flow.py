@@ -124,7 +124,8 @@ def test_window_passed_not_shipped_and_already_returned_lines(client, shop, orde
     old = Shopper(client)
     old.sign_in("1002", "old@example.com")
     old_order = db.session.query(type(order_1001)).filter_by(shop_id=shop.id, number="1002").one()
-    assert "The return period for this item has ended." in old.get(f"orders/{old_order.id}/items").get_data(as_text=True)
+    page = old.get(f"orders/{old_order.id}/items").get_data(as_text=True)
+    assert "The return period for this item has ended." in page
 
     erika = Shopper(client.application.test_client())
     erika.sign_in("1004", "erika@example.com")
@@ -226,7 +227,6 @@ def test_discard_throws_the_draft_away(shopper, shop, order_1001):
     assert "Your return was discarded" in shopper.get("orders").get_data(as_text=True)
     assert returns_of(shop) == []
     items = shopper.get(f"orders/{order_1001.id}/items").get_data(as_text=True)
-    assert "selected>1</option>" not in items.replace('<option value="1" selected>1', "selected>1</option>") or True
     assert not re.search(r'<option value="1" selected>', items)
 
 

@@ -156,3 +156,9 @@ def test_sign_out_forgets_the_orders(shopper, order_1001):
     assert shopper.get("orders").status_code == 200
     assert shopper.post("signout").status_code == 302
     assert shopper.get(f"orders/{order_1001.id}/items").status_code == 404
+
+
+def test_language_choice_survives_a_redirect(shopper, order_1001):
+    shopper.sign_in()
+    assert shopper.get("?lang=fr").status_code == 302  # signed in: the start page sends to the orders
+    assert '<html lang="fr">' in shopper.get("orders").get_data(as_text=True)

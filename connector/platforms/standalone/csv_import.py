@@ -72,7 +72,10 @@ def import_orders(shop: Shop, stream: TextIO, *, progress: Callable[[int], None]
     imported before that point stays imported; the message says where it stopped).
     """
     reader = csv.DictReader(stream)
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise CsvImportError(f"the file cannot be read (save it as UTF-8 CSV): {exc}") from exc
     missing = missing_csv_columns(header)
     if missing:
         raise CsvImportError(f"the header lacks the column(s): {', '.join(missing)} "
@@ -117,7 +120,7 @@ def _groups(reader: csv.DictReader, report: ImportReport) -> Iterator[tuple[str,
             current = order_id
             rows.append((number, row))
     except (csv.Error, UnicodeDecodeError) as exc:
-        raise CsvImportError(f"the file cannot be read after row {number}: {exc}") from exc
+        raise CsvImportError(f"the file cannot be read after row {number} (save it as UTF-8 CSV): {exc}") from exc
     if rows:
         yield current, rows
 

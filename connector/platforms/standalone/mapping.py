@@ -211,7 +211,7 @@ def order_total(lines: Iterable[OrderLineData], *, taxes_included: bool, shippin
 
 
 def _check_line_money(r: _Reader, line: OrderLineData, prefix: str) -> None:
-    if line.discount_total > line.unit_price * line.quantity:
+    if line.quantity and line.discount_total > line.unit_price * line.quantity:
         r.fail(f"{prefix}discount_total", "is more than unit_price × quantity")
 
 
