@@ -9,7 +9,7 @@
     /portal/<shop>/orders/<id>/summary      step 5: review and "Confirm return"
     /portal/<shop>/orders/<id>/discard      POST: the X (discard the draft)
     /portal/<shop>/returns/<rma>            status page (also opened by a signed status link)
-    /portal/<shop>/returns/<rma>/label.pdf  the label; /qr.png the QR code
+    /portal/<shop>/returns/<rma>/label.pdf  the label (session or ?t= status link); /qr.png the QR code
     /portal/<shop>/withdraw                 EU withdrawal function (no sign-in needed)
 
 Views stay thin: forms.py reads the input, services do the work, access.py says who may see
@@ -445,19 +445,27 @@ def confirmation(rma: str):
     return _render_status(access.require_return(g.portal_shop, rma), confirmed=True)
 
 
+def _granted_by_link(rma: str, token: str):
+    """The return `rma` if `token` is a valid status link for it (and grant it); else None."""
+    ret = access.find_return(g.portal_shop, rma)
+    try:
+        granted = tokens.read_status_token(g.portal_shop, token[:2048])
+    except tokens.TokenError:
+        return None
+    if ret is None or granted != ret.id:
+        return None
+    access.grant_return(g.portal_shop, ret)
+    return ret
+
+
 @bp.get("/<shop_handle>/returns/<rma>")
 def return_status(rma: str):
     token = request.args.get("t")
     if token is not None:
-        ret = access.find_return(g.portal_shop, rma)
-        try:
-            granted = tokens.read_status_token(g.portal_shop, token[:2048])
-        except tokens.TokenError:
-            granted = None
-        if ret is None or granted != ret.id:
+        ret = _granted_by_link(rma, token)
+        if ret is None:
             return render_template("error.html", code=404, message=_(
                 "This link is not valid or has expired. Sign in to see your returns.")), 404
-        access.grant_return(g.portal_shop, ret)
         # Drop the token from the address bar (and from any Referer).
         return redirect(url_for(".return_status", rma=ret.rma))
     return _render_status(access.require_return(g.portal_shop, rma))
@@ -465,7 +473,11 @@ def return_status(rma: str):
 
 @bp.get("/<shop_handle>/returns/<rma>/label.pdf")
 def label(rma: str):
-    ret = access.require_return(g.portal_shop, rma)
+    """The label, to the shopper whose session holds the return or to a status link (?t=)."""
+    token = request.args.get("t")
+    ret = _granted_by_link(rma, token) if token is not None else None
+    if ret is None:
+        ret = access.require_return(g.portal_shop, rma)
     data = services.label_bytes(ret)
     if not data:
         abort(404)

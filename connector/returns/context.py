@@ -38,3 +38,9 @@ def _(message: str, **params: Any) -> str:
     """Translate a user-facing message (the app installs flask_babel's gettext)."""
     text = runtime.gettext(message)
     return text % params if params else text
+
+
+def N_(message: str) -> str:
+    """Mark a message for extraction (pybabel's N_ keyword) without translating it yet: for text
+    kept in constants and translated with _() when shown."""
+    return message

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connector.db import session
 from connector.returns import lifecycle as lc
-from connector.returns.context import _, runtime
+from connector.returns.context import N_, _, runtime
 from connector.returns.models import (Event, Order, OrderLine, Refund, Return, ReturnLine, ReturnReason,
                                       Shipment, Shop)
 from connector.returns.money import ZERO, quantize
@@ -366,18 +366,18 @@ def set_method(ret: Return, method: str, refund_method: str = "original") -> Non
 
 
 CHECKLISTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "pickup": (("packed", "The items are packed securely, in their original packaging where possible."),
-               ("label_attached", "The return label is printed and attached to the parcel."),
-               ("ready", "The parcel will be ready at the pickup address on the pickup day.")),
-    "dropoff": (("packed", "The items are packed securely, in their original packaging where possible."),
-                ("label_attached", "The return label is attached, or the QR code is ready on my phone."),
-                ("drop_off", "I will take the parcel to a drop-off point within the return deadline.")),
-    "carrier_label": (("packed", "The items are packed securely, in their original packaging where possible."),
-                      ("no_label", "No label needed: the driver brings it. I will not attach a label myself."),
-                      ("ready", "The parcel will be ready at the pickup address on the pickup day.")),
-    "selfship": (("packed", "The items are packed securely, in their original packaging where possible."),
-                 ("address", "I will write the shop's return address on the parcel."),
-                 ("tracking", "I will keep the receipt and enter the tracking number here.")),
+    "pickup": (("packed", N_("The items are packed securely, in their original packaging where possible.")),
+               ("label_attached", N_("The return label is printed and attached to the parcel.")),
+               ("ready", N_("The parcel will be ready at the pickup address on the pickup day."))),
+    "dropoff": (("packed", N_("The items are packed securely, in their original packaging where possible.")),
+                ("label_attached", N_("The return label is attached, or the QR code is ready on my phone.")),
+                ("drop_off", N_("I will take the parcel to a drop-off point within the return deadline."))),
+    "carrier_label": (("packed", N_("The items are packed securely, in their original packaging where possible.")),
+                      ("no_label", N_("No label needed: the driver brings it. I will not attach a label myself.")),
+                      ("ready", N_("The parcel will be ready at the pickup address on the pickup day."))),
+    "selfship": (("packed", N_("The items are packed securely, in their original packaging where possible.")),
+                 ("address", N_("I will write the shop's return address on the parcel.")),
+                 ("tracking", N_("I will keep the receipt and enter the tracking number here."))),
 }
 
 
@@ -569,8 +569,8 @@ def set_selfship_tracking(ret: Return, tracking_number: str, carrier_name: str) 
 
 # ============================================================================ EU withdrawal
 
-WITHDRAWAL_STATEMENT = ("I hereby withdraw from the contract concluded by me for the purchase of the "
-                        "goods listed below.")
+WITHDRAWAL_STATEMENT = N_("I hereby withdraw from the contract concluded by me for the purchase of the "
+                           "goods listed below.")
 
 
 def create_withdrawal(shop: Shop, order: Order, *, name: str, email: str,

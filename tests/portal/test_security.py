@@ -98,6 +98,11 @@ def test_label_needs_the_session_or_a_status_link(client, shop, order_1001):
     assert stranger.get(f"returns/{ret.rma}").status_code == 200
     label = stranger.get(f"returns/{ret.rma}/label.pdf")
     assert label.status_code == 200 and label.mimetype == "application/pdf"
+    # The link's token also opens the label directly (for a "download your label" button in mails).
+    token = link.split("?t=", 1)[1]
+    direct = Shopper(client.application.test_client()).get(f"returns/{ret.rma}/label.pdf?t={token}")
+    assert direct.status_code == 200 and direct.data.startswith(b"%PDF")
+    assert Shopper(client.application.test_client()).get(f"returns/{ret.rma}/label.pdf?t=x{token}").status_code == 404
 
 
 def test_tampered_expired_or_misplaced_status_links_are_refused(client, shop, other_shop, order_1001, monkeypatch):
