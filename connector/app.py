@@ -11,7 +11,7 @@ from connector.config import Config
 from connector.crypto import SecretBox
 from connector.i18n import init_babel
 from connector.mail import make_mailer
-from connector.storage import LocalStorage
+from connector.storage import DatabaseStorage, LocalStorage
 
 csrf = CSRFProtect()
 log = logging.getLogger("connector")
@@ -32,7 +32,8 @@ def build_app(config: Config | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,  # bound to the session; a slow shopper must not lose their form
         CONNECTOR=config,
     )
-    app.extensions["connector.storage"] = LocalStorage(config.files_dir)
+    app.extensions["connector.storage"] = (LocalStorage(config.files_dir) if config.file_storage == "local"
+                                           else DatabaseStorage(db.engine))
     app.extensions["connector.mailer"] = make_mailer(config.mail_url, config.outbox_dir)
     app.extensions["connector.secrets"] = SecretBox(config.encryption_key)
 
@@ -56,6 +57,10 @@ def build_app(config: Config | None = None) -> Flask:
 
     _wire_domain(app, config)
 
+    if config.proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.proxy_hops, x_proto=config.proxy_hops,
+                                x_host=config.proxy_hops)
     _security_headers(app)
     _error_pages(app)
     return app

@@ -37,6 +37,12 @@ class Config:
     max_content_length: int = 16 * 1024 * 1024
     max_photo_bytes: int = 8 * 1024 * 1024
     max_photos_per_line: int = 5
+    # Reverse proxies in front of the app (Fly.io: 1); their X-Forwarded-For gives the client
+    # address that rate limits count. 0 trusts no header.
+    proxy_hops: int = 0
+    # Where labels and photos live: "local" (DATA_DIR/files) or "database" (shared by machines).
+    # Default: local on SQLite, database otherwise.
+    file_storage: str = ""
     # Huey runs tasks inline when true (tests, one-off scripts).
     jobs_immediate: bool = False
     extra: dict = field(default_factory=dict)
@@ -58,6 +64,8 @@ class Config:
             shopify_api_key=env.get("SHOPIFY_API_KEY") or None,
             shopify_api_secret=env.get("SHOPIFY_API_SECRET") or None,
             jobs_immediate=env.get("JOBS_IMMEDIATE", "") in ("1", "true", "yes"),
+            proxy_hops=int(env.get("PROXY_HOPS", "0") or 0),
+            file_storage=env.get("FILE_STORAGE", ""),
         )
         names = {f.name for f in fields(cls)}
         for key, value in overrides.items():
@@ -67,6 +75,10 @@ class Config:
         cfg.data_dir = Path(cfg.data_dir)
         if not cfg.database_url:
             cfg.database_url = f"sqlite:///{(cfg.data_dir / 'connector.db').resolve()}"
+        if not cfg.file_storage:
+            cfg.file_storage = "local" if cfg.database_url.startswith("sqlite") else "database"
+        if cfg.file_storage not in ("local", "database"):
+            raise ConfigError(f"FILE_STORAGE must be 'local' or 'database', not {cfg.file_storage!r}")
         return cfg
 
     @property

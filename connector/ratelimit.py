@@ -6,15 +6,15 @@ since the epoch) and says whether the count is still within the maximum. `enforc
 keys at once and answers 429 when any of them is over.
 
 Counting runs on its own connection and commits at once: a hit stays counted even when the
-request that made it fails later, and the request's own session is left alone.
+request that made it fails later, and the request's own session is left alone. Old windows are
+purged by the reconciler (`purge`), not on the request path.
 """
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete
 from werkzeug.exceptions import TooManyRequests
 
 from connector import db
@@ -34,26 +34,48 @@ def window_start(now: datetime, window: timedelta) -> datetime:
     return _EPOCH + timedelta(seconds=elapsed - elapsed % seconds)
 
 
+def _upsert(dialect: str):
+    """INSERT ... ON CONFLICT DO UPDATE for the dialect: one statement per key, no read-then-write race."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert
+
+
+def count(limits: list[tuple[str, int, timedelta]], now: datetime | None = None) -> list[bool]:
+    """Count one request against every (key, limit, window) in one transaction.
+
+    Returns, per limit, whether its window's count is still at most its maximum. One upsert per
+    key and a single commit keep this to about a millisecond on SQLite (bench/portal_lookup.py).
+    """
+    now = now or utcnow()
+    table = RateLimitHit.__table__
+    engine = db.engine()
+    insert_ = _upsert(engine.dialect.name)
+    answers = []
+    with engine.begin() as conn:
+        for key, limit, window in limits:
+            if not timedelta(seconds=1) <= window <= MAX_WINDOW:
+                raise ValueError(f"rate limit windows must be between 1 second and {MAX_WINDOW}")
+            stmt = insert_(table).values(key=key, window_start=window_start(now, window), count=1)
+            stmt = stmt.on_conflict_do_update(index_elements=["key", "window_start"],
+                                              set_={"count": table.c.count + 1}).returning(table.c.count)
+            answers.append(conn.execute(stmt).scalar_one() <= limit)
+    return answers
+
+
 def hit(key: str, *, limit: int, window: timedelta, now: datetime | None = None) -> bool:
     """Count one request for `key`; True while the window's count is at most `limit`."""
-    if not timedelta(seconds=1) <= window <= MAX_WINDOW:
-        raise ValueError(f"rate limit windows must be between 1 second and {MAX_WINDOW}")
-    now = now or utcnow()
-    start = window_start(now, window)
-    table = RateLimitHit.__table__
-    this_window = (table.c.key == key) & (table.c.window_start == start)
-    bump = update(table).where(this_window).values(count=table.c.count + 1)
+    return count([(key, limit, window)], now)[0]
+
+
+def purge(now: datetime | None = None) -> int:
+    """Delete windows too old to matter (the reconciler calls this every minute)."""
     with db.engine().begin() as conn:
-        if conn.execute(bump).rowcount == 0:
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert(table).values(key=key, window_start=start, count=1))
-            except IntegrityError:  # another process opened the window first
-                conn.execute(bump)
-            # A new window is rare enough to tidy up here instead of in a periodic job.
-            conn.execute(delete(table).where(table.c.window_start < now - _RETENTION))
-        count = conn.execute(select(table.c.count).where(this_window)).scalar_one()
-    return count <= limit
+        result = conn.execute(delete(RateLimitHit.__table__).where(
+            RateLimitHit.__table__.c.window_start < (now or utcnow()) - _RETENTION))
+    return result.rowcount
 
 
 def enforce(*limits: tuple[str, int, timedelta]) -> None:
@@ -62,8 +84,7 @@ def enforce(*limits: tuple[str, int, timedelta]) -> None:
     Every key is counted even when an earlier one is already over, so that a client cannot
     probe one limit while hiding behind another.
     """
-    allowed = [hit(key, limit=limit, window=window) for key, limit, window in limits]
-    if not all(allowed):
+    if not all(count(list(limits))):
         raise TooManyRequests()
 
 

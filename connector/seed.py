@@ -13,7 +13,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from urllib.parse import quote
 
 from werkzeug.security import generate_password_hash
 
@@ -29,11 +28,7 @@ HANDLE = "demo"
 SHOP_NAME = "Alpenglow Outdoor"
 CENT = Decimal("0.01")
 
-LOGO_SVG = ("<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 64 64'>"
-            "<rect width='64' height='64' rx='12' fill='#2f6b4f'/>"
-            "<path d='M8 50 L26 20 L36 36 L42 27 L56 50 Z' fill='#f4d58d'/>"
-            "<circle cx='46' cy='16' r='5' fill='#f4d58d'/></svg>")
-LOGO_URL = "data:image/svg+xml;charset=utf-8," + quote(LOGO_SVG, safe="")
+LOGO_URL = "/portal/static/demo-logo.svg"  # shipped with the portal's static files
 
 # Country -> (VAT rate for gross prices, or None where taxes are added on top; shipping fee)
 COUNTRIES = {

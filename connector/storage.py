@@ -37,3 +37,48 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+class DatabaseStorage:
+    """Files as rows of `stored_files`, for several machines sharing one PostgreSQL database.
+
+    Used when DATABASE_URL is not SQLite (or FILE_STORAGE=database): the worker that makes a
+    label and the web machine that serves it then see the same bytes without a shared disk.
+    Each call commits on its own connection, like the storage of a remote object store would.
+    """
+
+    def __init__(self, engine_getter):
+        self._engine = engine_getter
+
+    def _table(self):
+        from connector.returns.models import StoredFile
+        return StoredFile.__table__
+
+    def put(self, key: str, data: bytes) -> str:
+        from sqlalchemy import delete, insert
+        table = self._table()
+        with self._engine().begin() as conn:
+            conn.execute(delete(table).where(table.c.key == key))
+            conn.execute(insert(table).values(key=key, data=data, size=len(data)))
+        return key
+
+    def get(self, key: str) -> bytes:
+        from sqlalchemy import select
+        table = self._table()
+        with self._engine().connect() as conn:
+            data = conn.execute(select(table.c.data).where(table.c.key == key)).scalar()
+        if data is None:
+            raise FileNotFoundError(key)
+        return bytes(data)
+
+    def exists(self, key: str) -> bool:
+        from sqlalchemy import select
+        table = self._table()
+        with self._engine().connect() as conn:
+            return conn.execute(select(table.c.key).where(table.c.key == key)).first() is not None
+
+    def delete(self, key: str) -> None:
+        from sqlalchemy import delete
+        table = self._table()
+        with self._engine().begin() as conn:
+            conn.execute(delete(table).where(table.c.key == key))

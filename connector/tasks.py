@@ -85,7 +85,10 @@ def poll_tracking(shipment_id: int):
 @huey.periodic_task(crontab(minute="*"))
 @in_app_context
 def reconcile():
+    from connector import ratelimit
+
     counts = services.reconcile()
+    ratelimit.purge()
     if any(counts.values()):
         log.info("reconciler re-drove %s", counts)
 

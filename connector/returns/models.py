@@ -315,3 +315,14 @@ class RateLimitHit(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StoredFile(Base):
+    """Labels, QR codes and photos kept in the database when machines share no disk."""
+
+    __tablename__ = "stored_files"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -298,7 +298,13 @@ def set_items(ret: Return, choices: list[ItemChoice]) -> None:
         ret.lines.append(ReturnLine(shop_id=ret.shop_id, order_line_id=c.order_line_id, quantity=c.quantity,
                                     reason_id=c.reason_id, comment=(c.comment or "").strip(),
                                     photos=list(c.photos)))
-    ret.method = None  # the fee may depend on the reasons: choose the method again
+    session.flush()
+    if ret.method:  # Back keeps every choice: keep the method while it is offered, at today's fee
+        offered = {o.method: o for o in method_options(ret)}
+        if ret.method in offered:
+            ret.fee = offered[ret.method].fee
+        else:
+            ret.method, ret.carrier, ret.checklist = None, None, []
     session.commit()
 
 
@@ -1045,9 +1051,12 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
         ret.pending_until = now + STEP_DEADLINE
     old_drafts = list(session.scalars(select(Return).where(Return.state == lc.DRAFT,
                                                            Return.created_at < now - DRAFT_LIFETIME).limit(500)))
+    photos = [key for draft in old_drafts for line in draft.lines for key in line.photos]
     for draft in old_drafts:
         session.delete(draft)
     counts["drafts"] = len(old_drafts)
     session.commit()
+    for key in photos:
+        runtime.storage.delete(key)
     _enqueue_all(jobs)
     return counts

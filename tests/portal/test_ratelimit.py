@@ -36,6 +36,7 @@ def test_keys_are_counted_apart(app):
 def test_old_windows_are_tidied_away(app):
     ratelimit.hit("old", limit=1, window=WINDOW, now=T0)
     ratelimit.hit("new", limit=1, window=WINDOW, now=T0 + timedelta(days=3))
+    assert ratelimit.purge(now=T0 + timedelta(days=3)) == 1
     assert [r.key for r in db.session.query(RateLimitHit).all()] == ["new"]
 
 
