@@ -55,11 +55,8 @@ def signin_link(shop: Shop, email: str) -> str:
     return _portal_url(shop, "link", t=signin_token(shop, email))
 
 
-def spend_signin_token(shop: Shop, token: str) -> str:
-    """Check the token, mark it spent, and return its email. Raises TokenError.
-
-    Commits the spent jti at once: a link that has been opened stays spent, whatever follows.
-    """
+def read_signin_token(shop: Shop, token: str) -> tuple[str, str]:
+    """Check the token without spending it; return (email, spent-marker). Raises TokenError."""
     try:
         data = _serializer(SIGNIN_SALT).loads(token, max_age=int(SIGNIN_MAX_AGE.total_seconds()))
     except (BadData, UnicodeError, ValueError, TypeError):
@@ -72,10 +69,19 @@ def spend_signin_token(shop: Shop, token: str) -> str:
     spent = f"signin:{jti}"[:64]
     if db.session.get(UsedToken, spent) is not None:
         raise TokenError("sign-in link already used")
+    return email, spent
+
+
+def spend_signin_token(shop: Shop, token: str) -> str:
+    """Check the token, mark it spent, and return its email. Raises TokenError.
+
+    Commits the spent jti at once: a link that has been used stays spent, whatever follows.
+    """
+    email, spent = read_signin_token(shop, token)
     try:
         db.session.add(UsedToken(jti=spent))
         db.session.commit()
-    except IntegrityError:  # opened twice at the same moment: one of them wins
+    except IntegrityError:  # used twice at the same moment: one of them wins
         db.session.rollback()
         raise TokenError("sign-in link already used") from None
     return email

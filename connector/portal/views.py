@@ -209,14 +209,33 @@ def link_sent():
     return render_template("portal/link_sent.html", step=1)
 
 
+def _link_error():
+    return _render_start(error=_("This sign-in link has expired or was already used. Ask for a new one below."),
+                         code=400)
+
+
 @bp.get("/<shop_handle>/link")
 def open_link():
-    """Open a sign-in link: spend it and grant the email's recent orders."""
+    """Show a sign-in link's Continue button; the link is only spent by the button's POST.
+
+    Mail scanners (e.g. Outlook Safe Links) open links before the shopper does; a GET that
+    spent the link would sign nobody in and leave the shopper with a used link.
+    """
+    token = request.args.get("t", "")[:2048]
     try:
-        email = tokens.spend_signin_token(g.portal_shop, request.args.get("t", "")[:2048])
+        tokens.read_signin_token(g.portal_shop, token)
     except tokens.TokenError:
-        return _render_start(error=_("This sign-in link has expired or was already used. "
-                                     "Ask for a new one below."), code=400)
+        return _link_error()
+    return render_template("portal/link_open.html", token=token, step=1)
+
+
+@bp.post("/<shop_handle>/link/open")
+def use_link():
+    """Spend the sign-in link and grant the email's recent orders."""
+    try:
+        email = tokens.spend_signin_token(g.portal_shop, request.form.get("t", "")[:2048])
+    except tokens.TokenError:
+        return _link_error()
     access.sign_in(g.portal_shop, email, services.orders_for_email(g.portal_shop, email))
     return redirect(url_for(".orders"))
 

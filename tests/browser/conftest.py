@@ -351,6 +351,7 @@ class Shopper:
         self.expect_path(r"/link-sent")
         self.steps.take("01b-link-sent")
         self.page.goto(signin_link_from(self.outbox))
+        self.button("Continue").click()
         self.expect_path(r"/orders")
         expect(self.page.get_by_role("heading", level=2, name=order.number)).to_be_visible()
         self.steps.take("01c-orders")

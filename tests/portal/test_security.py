@@ -68,6 +68,7 @@ def test_email_link_lists_only_this_shops_orders(client, shop, other_shop, outbo
     body = outbox()[-1].get_body(preferencelist=("plain",)).get_content()
     link = next(w for w in body.split() if "/link?t=" in w)
     shopper.get(link.split("http://localhost", 1)[1])
+    shopper.post("link/open", {"t": link.split("?t=", 1)[1]})
     page = shopper.get("orders").get_data(as_text=True)
     assert "#1001" in page and SECRET_TITLE not in page and "#5001" not in page
 
