@@ -17,7 +17,7 @@ mkdir -p "$CATALOGS"
 
 for lang in de es fr; do
     if [[ -f "$CATALOGS/$lang/LC_MESSAGES/messages.po" ]]; then
-        "$PYBABEL" update -i "$POT" -d "$CATALOGS" -l "$lang" --previous
+        "$PYBABEL" update -i "$POT" -d "$CATALOGS" -l "$lang" --previous --ignore-obsolete
     else
         "$PYBABEL" init -i "$POT" -d "$CATALOGS" -l "$lang"
     fi

@@ -41,12 +41,17 @@ def demo(app):
     return seed_demo_shop(password="a long demo password")
 
 
+def test_demo_logo_is_served_by_the_portal(client, demo):
+    resp = client.get(demo[0].branding["logo_url"])
+    assert resp.status_code == 200 and resp.data.startswith(b"<svg")
+
+
 def test_demo_shop_is_a_branded_standalone_shop_in_leipzig(demo):
     shop, password, _sample = demo
     assert (shop.handle, shop.platform, shop.currency, shop.locale, shop.country, shop.timezone) == \
         ("demo", "standalone", "EUR", "en", "DE", "Europe/Berlin")
     assert re.fullmatch(r"#[0-9a-f]{6}", shop.branding["primary_color"])
-    assert shop.branding["logo_url"].startswith("data:image/svg+xml")
+    assert shop.branding["logo_url"] == "/portal/static/demo-logo.svg"
     assert shop.return_address["city"] == "Leipzig"
     assert password == "a long demo password"
     assert check_password_hash(shop.admin_password_hash, password)
