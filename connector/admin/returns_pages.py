@@ -180,15 +180,21 @@ def _refused(ret: Return, exc: Exception):
     return _back(ret)
 
 
-@bp.post("/<handle>/returns/<int:return_id>/approve")
-def approve(return_id: int):
+def _act(return_id: int, action, done):
+    """Run a one-click action on the shop's return; say what happened, or why not."""
     ret = return_or_404(return_id)
     try:
-        services.approve(ret, actor())
+        action(ret)
     except (services.ServiceError, lc.IllegalTransition) as exc:
         return _refused(ret, exc)
-    flash(_("Return %(rma)s approved.", rma=ret.rma), "success")
+    flash(done(ret), "success")
     return _back(ret)
+
+
+@bp.post("/<handle>/returns/<int:return_id>/approve")
+def approve(return_id: int):
+    return _act(return_id, lambda ret: services.approve(ret, actor()),
+                lambda ret: _("Return %(rma)s approved.", rma=ret.rma))
 
 
 @bp.post("/<handle>/returns/<int:return_id>/reject")
@@ -208,24 +214,14 @@ def reject(return_id: int):
 
 @bp.post("/<handle>/returns/<int:return_id>/cancel")
 def cancel(return_id: int):
-    ret = return_or_404(return_id)
-    try:
-        services.cancel(ret, actor())
-    except (services.ServiceError, lc.IllegalTransition) as exc:
-        return _refused(ret, exc)
-    flash(_("Return %(rma)s cancelled.", rma=ret.rma), "success")
-    return _back(ret)
+    return _act(return_id, lambda ret: services.cancel(ret, actor()),
+                lambda ret: _("Return %(rma)s cancelled.", rma=ret.rma))
 
 
 @bp.post("/<handle>/returns/<int:return_id>/retry-shipment")
 def retry_shipment(return_id: int):
-    ret = return_or_404(return_id)
-    try:
-        services.retry_shipment(ret, actor())
-    except (services.ServiceError, lc.IllegalTransition) as exc:
-        return _refused(ret, exc)
-    flash(_("The shipment was requested again."), "success")
-    return _back(ret)
+    return _act(return_id, lambda ret: services.retry_shipment(ret, actor()),
+                lambda ret: _("The shipment was requested again."))
 
 
 @bp.post("/<handle>/returns/<int:return_id>/receive")
