@@ -133,7 +133,12 @@ def _error_pages(app: Flask) -> None:
     @app.errorhandler(400)
     def _bad(e):
         from flask_babel import gettext as _
-        return render(400, getattr(e, "description", None) or _("The request could not be understood."))
+        from werkzeug.exceptions import BadRequest
+        custom = getattr(e, "description", None)
+        # Werkzeug's own description is English prose for developers; shoppers get ours.
+        if not custom or custom == BadRequest.description:
+            custom = _("The request could not be understood.")
+        return render(400, custom)
 
     @app.errorhandler(500)
     def _error(e):

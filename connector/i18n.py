@@ -13,9 +13,6 @@ LANGUAGE_NAMES = {"en": "English", "de": "Deutsch", "es": "Español", "fr": "Fra
 
 
 def select_locale() -> str:
-    if not has_request_context():
-        shop_locale = getattr(g, "shop_locale", None)
-        return shop_locale if shop_locale in LANGUAGES else "en"
     if not has_request_context():  # a job, the CLI or the seed: the shop's language, else English
         shop_locale = getattr(g, "shop_locale", None)
         return shop_locale if shop_locale in LANGUAGES else "en"

@@ -31,6 +31,7 @@ from typing import Any, Iterator
 import segno
 from fpdf import FPDF
 
+from connector.returns.context import N_
 from connector.returns.ports import (Address, CarrierAuthError, CarrierCapabilities,
                                      CarrierRejected, CarrierRetryable, Label, Pickup,
                                      ShipmentRequest, TrackingEvent)
@@ -96,7 +97,7 @@ class SandboxBackend:
         self._fail_if_asked()
         if day < _utcnow().date():
             raise CarrierRejected(f"pickup day {day.isoformat()} is in the past",
-                                  shopper_message="Please choose a pickup day from today on.", field="pickup_date")
+                                  shopper_message=N_("Please choose a pickup day from today on."), field="pickup_date")
         with self._locked():
             state = self._open_parcel(shipment)
             booked = state.get("pickup")
@@ -162,7 +163,7 @@ class SandboxBackend:
             raise CarrierRetryable("sandbox carrier: service unavailable (fail=retryable setting)")
         if self.fail == "rejected":
             raise CarrierRejected("sandbox carrier: parcel refused (fail=rejected setting)",
-                                  shopper_message="The carrier could not accept this parcel. Please check the address.")
+                                  shopper_message=N_("The carrier could not accept this parcel. Please check the address."))
         if self.fail == "auth":
             raise CarrierAuthError("sandbox carrier: credentials refused (fail=auth setting)")
 
@@ -225,7 +226,7 @@ class SandboxBackend:
     def _void(self, state: dict[str, Any]) -> None:
         if any(e["status"] != "info_received" for e in state["events"]):
             raise CarrierRejected("parcel already moving",
-                                  shopper_message="The parcel is already on its way and can no longer be cancelled.")
+                                  shopper_message=N_("The parcel is already on its way and can no longer be cancelled."))
         if not state.get("voided_at"):
             state["voided_at"] = _utcnow().isoformat()
             self._save(state)

@@ -124,7 +124,9 @@ def describe(event, ret) -> str | None:
     if event.kind == "label_not_voided":
         return _("The label could not be cancelled with the carrier; please do not use it.")
     if event.kind == "shipment_failed":
-        return data.get("shopper_message") or _("The carrier could not create the shipment; the shop will contact you.")
+        # The carrier's message is one of its backend's N_()-marked texts: translate it here.
+        carrier_says = data.get("shopper_message")
+        return _(carrier_says) if carrier_says else _("The carrier could not create the shipment; the shop will contact you.")
     return None
 
 
