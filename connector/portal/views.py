@@ -576,7 +576,7 @@ def withdraw_confirm():
     order = services.get_order(g.portal_shop, pending["order"]) if pending else None
     if order is None:
         return redirect(url_for(".withdraw"))
-    options = services.line_options(g.portal_shop, order)
+    options = services.line_options(g.portal_shop, order, withdrawal=True)
     chosen = {o.line.id: o.returnable_quantity for o in options}
     errors: dict[str, str] = {}
     if request.method == "POST":

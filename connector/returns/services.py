@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable
@@ -186,8 +186,20 @@ def _units_held(shop: Shop, order: Order, exclude_return_id: int | None = None) 
     return {line_id: int(qty or 0) for line_id, qty in session.execute(query)}
 
 
-def line_options(shop: Shop, order: Order, now: datetime | None = None) -> list[LineOption]:
+# The statutory withdrawal period (Art. 9 Directive 2011/83/EU): a shop's shorter return window
+# never shortens it.
+WITHDRAWAL_DAYS = 14
+
+
+def line_options(shop: Shop, order: Order, now: datetime | None = None, *,
+                 withdrawal: bool = False) -> list[LineOption]:
+    """Each order line with how many units can still be returned, or why none can.
+
+    For an EU withdrawal the window is at least the statutory 14 days from delivery.
+    """
     policy = policy_of(shop)
+    if withdrawal and policy.window_days < WITHDRAWAL_DAYS:
+        policy = replace(policy, window_days=WITHDRAWAL_DAYS)
     held = _units_held(shop, order)
     now = now or now_utc()
     options = []
@@ -591,7 +603,7 @@ def create_withdrawal(shop: Shop, order: Order, *, name: str, email: str,
     name = (name or "").strip()
     if not name or len(name) > 255:
         raise ValidationError({"name": _("Enter your name.")})
-    options = {o.line.id: o for o in line_options(shop, order)}
+    options = {o.line.id: o for o in line_options(shop, order, withdrawal=True)}
     wanted = line_quantities or {lid: o.returnable_quantity for lid, o in options.items()}
     lines = []
     for line_id, qty in wanted.items():

@@ -205,3 +205,14 @@ def test_two_threads_clicking_refund_make_one_refund(app, shop):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert db.session.scalar(select(func.count()).select_from(Refund)) == 1
+
+
+def test_a_short_return_window_never_shortens_the_statutory_withdrawal_period(shop):
+    shop.policy = {**(shop.policy or {}), "window_days": 7}
+    db.session.commit()
+    order = make_order(shop, "1010", "late@example.com", delivered_days_ago=10, fulfilled_days_ago=12,
+                       lines=[{"title": "Headlamp", "price": "39.00"}])
+    assert services.line_options(shop, order)[0].blocked == "window_passed"
+    ret = services.create_withdrawal(shop, order, name="Late Buyer", email=order.email,
+                                     line_quantities=None, locale="en")
+    assert ret.is_withdrawal and ret.lines[0].quantity == 1
