@@ -33,6 +33,19 @@ def method_label(method: str) -> str:
             "selfship": _("Shopper ships it")}.get(method, method)
 
 
+def shipment_status_label(status: str) -> str:
+    return {"requested": _("Requested from the carrier"), "label_ready": _("Label ready"),
+            "pickup_booked": _("Pickup booked"), "awaiting_shipment": _("Waiting for the shopper to send it"),
+            "in_transit": _("On its way"), "delivered": _("Delivered"), "void_requested": _("Cancelling"),
+            "voided": _("Cancelled"), "failed": _("Refused by the carrier")}.get(status, status)
+
+
+def tracking_status_label(status: str) -> str:
+    return {"info_received": _("Announced to the carrier"), "in_transit": _("On its way"),
+            "out_for_delivery": _("Out for delivery"), "delivered": _("Delivered"),
+            "exception": _("Problem reported by the carrier")}.get(status, status)
+
+
 class MultiCheckboxField(SelectMultipleField):
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()

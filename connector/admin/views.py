@@ -18,7 +18,7 @@ from flask import Blueprint, abort, current_app, flash, g, redirect, render_temp
 from flask_babel import format_datetime, get_locale, gettext as _, lazy_gettext as _l, refresh
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from connector.admin.forms import LoginForm, method_label
+from connector.admin.forms import LoginForm, method_label, shipment_status_label, tracking_status_label
 from connector.i18n import LANGUAGE_NAMES
 from connector.returns import lifecycle as lc
 from connector.returns import services
@@ -165,7 +165,8 @@ def _admin_time(value, fmt: str = "medium"):
 @bp.context_processor
 def _context():
     return {"shop": getattr(g, "admin_shop", None), "state_labels": STATE_LABELS, "state_tones": STATE_TONES,
-            "method_label": method_label, "money": money, "grade_labels": GRADE_LABELS,
+            "method_label": method_label, "shipment_status_label": shipment_status_label,
+            "tracking_status_label": tracking_status_label, "money": money, "grade_labels": GRADE_LABELS,
             "disposition_labels": DISPOSITION_LABELS, "refund_state_labels": REFUND_STATE_LABELS,
             "admin_name": session.get("admin_name"), "page_lang": str(get_locale() or "en"),
             "language_names": LANGUAGE_NAMES}
