@@ -1,0 +1,167 @@
+"""Refunds: the preview, the exactly-once request, and the job that executes it."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from connector.db import session
+from connector.returns import lifecycle as lc
+from connector.returns.context import _, runtime
+from connector.returns.models import Refund, Return
+from connector.returns.money import ZERO
+from connector.returns.ports import PlatformError, RefundPlan, RefundPlanLine
+from connector.returns.refunds import LineInput, plan_refund
+from connector.returns.services.base import ServiceError, _backoff, _set_pending, _shop, now_utc, policy_of
+from connector.returns.services.drafts import _shop_fault
+from connector.returns.services.orders import _units_held
+
+
+def _order_refunds(ret: Return) -> list[Refund]:
+    return list(session.scalars(select(Refund).join(Return, Return.id == Refund.return_id)
+                                .where(Refund.shop_id == ret.shop_id, Return.order_id == ret.order_id,
+                                       Refund.state.in_(("pending", "succeeded", "unknown")))))
+
+
+def refund_preview(ret: Return) -> RefundPlan:
+    """The refund this return would make now, in Decimal, capped at what the order still allows."""
+    shop = _shop(ret)
+    policy = policy_of(shop)
+    order = ret.order
+    earlier = [r for r in _order_refunds(ret) if r.return_id != ret.id or r.state != "pending"]
+    refunded_units: dict[int, int] = {}
+    for refund in earlier:
+        for line in refund.lines:
+            refunded_units[line["order_line_id"]] = refunded_units.get(line["order_line_id"], 0) + line["quantity"]
+    inputs = []
+    for line in ret.lines:
+        qty = line.quantity if line.received_quantity is None else line.received_quantity
+        if line.disposition == "missing":
+            qty = 0
+        if qty <= 0:
+            continue
+        ol = line.order_line
+        inputs.append(LineInput(
+            order_line_id=ol.id, platform_line_id=ol.platform_id, quantity_bought=ol.quantity, quantity=qty,
+            quantity_previously_refunded=refunded_units.get(ol.id, 0) + ol.refunded_quantity,
+            unit_price=ol.unit_price, discount_total=ol.discount_total, tax_total=ol.tax_total,
+            restock=line.grade == "A" and line.disposition == "restock"))
+    shipping = ZERO
+    shipping_refunded = any(r.shipping_amount > 0 for r in earlier)
+    fault = _shop_fault(ret)
+    if not shipping_refunded:
+        if policy.refund_shipping == "always" or (policy.refund_shipping == "shop_fault" and fault):
+            shipping = order.shipping_total + (ZERO if order.taxes_included else order.shipping_tax)
+        elif policy.refund_shipping == "full_return":
+            held = _units_held(shop, order)
+            if all(held.get(ol.id, 0) + ol.refunded_quantity >= ol.quantity for ol in order.lines):
+                shipping = order.shipping_total + (ZERO if order.taxes_included else order.shipping_tax)
+    already = sum((r.amount for r in earlier), ZERO)
+    return plan_refund(currency=ret.currency, taxes_included=order.taxes_included, lines=inputs, shipping=shipping,
+                       return_fee=ZERO if fault else ret.fee,
+                       restocking_fee_percent=ZERO if fault else policy.restocking_fee_percent,
+                       refundable_remaining=max(order.total - already, ZERO), method=ret.refund_method)
+
+
+REFUNDABLE_STATES = (lc.RECEIVED, lc.INSPECTED)
+
+
+def request_refund(ret: Return, actor: str) -> Refund:
+    """Create the return's refund exactly once and queue its execution.
+
+    The row, with its idempotency key, is committed before the platform is called. A second click,
+    a second tab or a race finds the same row: the key is derived from the return and the count of
+    failed attempts, and is unique in the table.
+    """
+    live = session.scalar(select(Refund).where(Refund.shop_id == ret.shop_id, Refund.return_id == ret.id,
+                                               Refund.state.in_(("pending", "succeeded", "unknown"))))
+    if live is not None:
+        return live
+    if ret.state not in REFUNDABLE_STATES:
+        raise ServiceError(_("A refund can be made once the return has been received."))
+    plan = refund_preview(ret)
+    failed = session.scalar(select(func.count()).select_from(Refund).where(
+        Refund.shop_id == ret.shop_id, Refund.return_id == ret.id, Refund.state == "failed"))
+    refund = Refund(shop_id=ret.shop_id, return_id=ret.id, amount=plan.total, currency=plan.currency,
+                    lines=[{"order_line_id": l.order_line_id, "platform_line_id": l.platform_line_id,
+                            "quantity": l.quantity, "amount": str(l.amount), "tax": str(l.tax), "restock": l.restock}
+                           for l in plan.lines],
+                    shipping_amount=plan.shipping,
+                    deductions=[{"code": d.code, "label": d.label, "amount": str(d.amount)} for d in plan.deductions],
+                    method=plan.method, idempotency_key=f"rc-{ret.shop_id}-{ret.id}-{failed + 1}",
+                    state="pending", requested_by=actor)
+    session.add(refund)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        return session.scalar(select(Refund).where(Refund.shop_id == ret.shop_id, Refund.return_id == ret.id)
+                              .order_by(Refund.id.desc()))
+    lc.record(ret, "refund_requested", actor=actor, data={"amount": str(plan.total), "currency": plan.currency,
+                                                          "key": refund.idempotency_key})
+    _set_pending(ret, "refund")
+    session.commit()
+    runtime.enqueue("execute_refund", refund_id=refund.id)
+    return refund
+
+
+def plan_of(refund: Refund) -> RefundPlan:
+    """Rebuild the committed plan from the refund row (what was shown is what is sent)."""
+    from connector.returns.ports import Deduction
+
+    return RefundPlan(
+        currency=refund.currency,
+        lines=tuple(RefundPlanLine(order_line_id=l["order_line_id"], platform_line_id=l["platform_line_id"],
+                                   quantity=l["quantity"], amount=Decimal(l["amount"]), tax=Decimal(l["tax"]),
+                                   restock=l.get("restock", False)) for l in refund.lines),
+        shipping=refund.shipping_amount,
+        deductions=tuple(Deduction(d["code"], d["label"], Decimal(d["amount"])) for d in refund.deductions),
+        total=refund.amount, method=refund.method)
+
+
+def execute_refund(refund_id: int) -> Refund | None:
+    """Job body: send the refund through the shop's platform adapter, exactly once.
+
+    A refund whose outcome is unknown (timeout, crash) is first looked up on the platform by its
+    key; only when the platform has none is it sent again, with the same key.
+    """
+    refund = session.get(Refund, refund_id)
+    if refund is None or refund.state in ("succeeded", "failed"):
+        return refund
+    ret = refund.return_
+    shop = _shop(ret)
+    adapter = runtime.adapter(shop)
+    refund.attempts += 1
+    session.commit()
+    try:
+        result = adapter.find_refund(ret.order, refund.idempotency_key) if refund.attempts > 1 else None
+        if result is None:
+            result = adapter.refund(ret.order, plan_of(refund), refund.idempotency_key)
+    except PlatformError as exc:
+        result = None
+        refund.error = str(exc)[:2000]
+        refund.state = "unknown" if exc.retryable else "failed"
+    if result is not None:
+        refund.state = result.status
+        refund.platform_refund_id = result.platform_refund_id
+        refund.manual = result.manual
+        refund.error = result.message if result.status != "succeeded" else None
+    if refund.state == "succeeded":
+        refund.completed_at = now_utc()
+        lc.record(ret, "refund", actor="system", public=False,
+                  data={"amount": str(refund.amount), "currency": refund.currency, "manual": refund.manual,
+                        "platform_refund_id": refund.platform_refund_id})
+        if ret.state in REFUNDABLE_STATES:
+            lc.transition(ret, lc.REFUNDED, actor="system", data={"amount": str(refund.amount),
+                                                                   "currency": refund.currency})
+        _set_pending(ret, None)
+    elif refund.state == "failed":
+        lc.record(ret, "refund_failed", actor="system", data={"error": refund.error})
+        _set_pending(ret, None)
+    else:
+        _set_pending(ret, "refund", _backoff(refund.attempts))
+    session.commit()
+    if refund.state == "succeeded":
+        runtime.enqueue("notify", return_id=ret.id, kind=lc.REFUNDED)
+    return refund
