@@ -224,38 +224,35 @@ def retry_shipment(return_id: int):
                 lambda ret: _("The shipment was requested again."))
 
 
-@bp.post("/<handle>/returns/<int:return_id>/receive")
-def receive(return_id: int):
+def _act_on_form(return_id: int, parse, action, done):
+    """A warehouse form: parse it, run the service, or re-render with errors beside the fields."""
     ret = return_or_404(return_id)
-    quantities, errors = parse_received(request.form, ret.lines)
+    values, errors = parse(request.form, ret.lines)
     if errors:
         return _render_return(ret, errors=errors, status=422)
     try:
-        services.mark_received(ret, actor(), quantities)
+        action(ret, values)
     except services.ValidationError as exc:
         db.session.rollback()
         return _render_return(return_or_404(return_id), errors=exc.errors, status=422)
     except (services.ServiceError, lc.IllegalTransition) as exc:
         return _refused(ret, exc)
-    flash(_("Return %(rma)s marked as received.", rma=ret.rma), "success")
+    flash(done(ret), "success")
     return _back(ret)
+
+
+@bp.post("/<handle>/returns/<int:return_id>/receive")
+def receive(return_id: int):
+    return _act_on_form(return_id, parse_received,
+                        lambda ret, quantities: services.mark_received(ret, actor(), quantities),
+                        lambda ret: _("Return %(rma)s marked as received.", rma=ret.rma))
 
 
 @bp.post("/<handle>/returns/<int:return_id>/inspect")
 def inspect(return_id: int):
-    ret = return_or_404(return_id)
-    results, errors = parse_inspection(request.form, ret.lines)
-    if errors:
-        return _render_return(ret, errors=errors, status=422)
-    try:
-        services.inspect(ret, actor(), results)
-    except services.ValidationError as exc:
-        db.session.rollback()
-        return _render_return(return_or_404(return_id), errors=exc.errors, status=422)
-    except (services.ServiceError, lc.IllegalTransition) as exc:
-        return _refused(ret, exc)
-    flash(_("Grading saved."), "success")
-    return _back(ret)
+    return _act_on_form(return_id, parse_inspection,
+                        lambda ret, results: services.inspect(ret, actor(), results),
+                        lambda ret: _("Grading saved."))
 
 
 @bp.post("/<handle>/returns/<int:return_id>/refund")
