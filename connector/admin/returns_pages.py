@@ -181,14 +181,26 @@ def _refused(ret: Return, exc: Exception):
 
 
 def _act(return_id: int, action, done):
-    """Run a one-click action on the shop's return; say what happened, or why not."""
+    """Run an action on the shop's return; say what happened, why not, or which field is wrong."""
     ret = return_or_404(return_id)
     try:
         action(ret)
+    except services.ValidationError as exc:
+        db.session.rollback()
+        return _render_return(return_or_404(return_id), errors=exc.errors, status=422)
     except (services.ServiceError, lc.IllegalTransition) as exc:
         return _refused(ret, exc)
     flash(done(ret), "success")
     return _back(ret)
+
+
+def _act_on_form(return_id: int, parse, action, done):
+    """A warehouse form: parse it against the return's lines, then `_act` with the values."""
+    ret = return_or_404(return_id)
+    values, errors = parse(request.form, ret.lines)
+    if errors:
+        return _render_return(ret, errors=errors, status=422)
+    return _act(return_id, lambda r: action(r, values), done)
 
 
 @bp.post("/<handle>/returns/<int:return_id>/approve")
@@ -199,17 +211,12 @@ def approve(return_id: int):
 
 @bp.post("/<handle>/returns/<int:return_id>/reject")
 def reject(return_id: int):
-    ret = return_or_404(return_id)
     form = RejectForm()
     if not form.validate():
-        return _render_return(ret, errors={"reject": _("Please keep the note under 2000 characters.")},
-                              status=422, reject_form=form)
-    try:
-        services.reject(ret, actor(), note=(form.note.data or "").strip())
-    except (services.ServiceError, lc.IllegalTransition) as exc:
-        return _refused(ret, exc)
-    flash(_("Return %(rma)s rejected.", rma=ret.rma), "success")
-    return _back(ret)
+        return _render_return(return_or_404(return_id), reject_form=form, status=422,
+                              errors={"reject": _("Please keep the note under 2000 characters.")})
+    return _act(return_id, lambda ret: services.reject(ret, actor(), note=(form.note.data or "").strip()),
+                lambda ret: _("Return %(rma)s rejected.", rma=ret.rma))
 
 
 @bp.post("/<handle>/returns/<int:return_id>/cancel")
@@ -222,23 +229,6 @@ def cancel(return_id: int):
 def retry_shipment(return_id: int):
     return _act(return_id, lambda ret: services.retry_shipment(ret, actor()),
                 lambda ret: _("The shipment was requested again."))
-
-
-def _act_on_form(return_id: int, parse, action, done):
-    """A warehouse form: parse it, run the service, or re-render with errors beside the fields."""
-    ret = return_or_404(return_id)
-    values, errors = parse(request.form, ret.lines)
-    if errors:
-        return _render_return(ret, errors=errors, status=422)
-    try:
-        action(ret, values)
-    except services.ValidationError as exc:
-        db.session.rollback()
-        return _render_return(return_or_404(return_id), errors=exc.errors, status=422)
-    except (services.ServiceError, lc.IllegalTransition) as exc:
-        return _refused(ret, exc)
-    flash(done(ret), "success")
-    return _back(ret)
 
 
 @bp.post("/<handle>/returns/<int:return_id>/receive")

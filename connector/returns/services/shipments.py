@@ -181,15 +181,21 @@ def timeline(ret: Return, public_only: bool) -> list[Event]:
     return list(session.scalars(query))
 
 
+def _stored(key: str | None) -> bytes | None:
+    """The stored file, or None when there is none (one read, no separate existence check)."""
+    if not key:
+        return None
+    try:
+        return runtime.storage.get(key)
+    except FileNotFoundError:
+        return None
+
+
 def label_bytes(ret: Return) -> bytes | None:
     shipment = ret.shipment
-    if shipment is None or not shipment.label_key or not runtime.storage.exists(shipment.label_key):
-        return None
-    return runtime.storage.get(shipment.label_key)
+    return _stored(shipment.label_key) if shipment else None
 
 
 def qr_bytes(ret: Return) -> bytes | None:
     shipment = ret.shipment
-    if shipment is None or not shipment.qr_key or not runtime.storage.exists(shipment.qr_key):
-        return None
-    return runtime.storage.get(shipment.qr_key)
+    return _stored(shipment.qr_key) if shipment else None
