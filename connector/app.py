@@ -54,6 +54,8 @@ def build_app(config: Config | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)  # API-key authenticated JSON, no cookies
+    from connector.platforms.shopify.web import register as register_shopify
+    register_shopify(app, csrf)
 
     _wire_domain(app, config)
 

@@ -33,6 +33,12 @@ class Config:
     mail_from: str = "Returns <returns@localhost>"
     shopify_api_key: str | None = None
     shopify_api_secret: str | None = None
+    # The secret before the last rotation in the Partner Dashboard: session tokens and webhooks
+    # signed with it still verify until it is removed.
+    shopify_api_secret_previous: str | None = None
+    # How far back the install backfill reaches (days); orders older than 60 days need the
+    # read_all_orders scope.
+    shopify_backfill_days: int = 365
     # Upper bound of any request body (photos included); Flask answers 413 above it.
     max_content_length: int = 16 * 1024 * 1024
     max_photo_bytes: int = 8 * 1024 * 1024
@@ -63,6 +69,8 @@ class Config:
             mail_from=env.get("MAIL_FROM", "Returns <returns@localhost>"),
             shopify_api_key=env.get("SHOPIFY_API_KEY") or None,
             shopify_api_secret=env.get("SHOPIFY_API_SECRET") or None,
+            shopify_api_secret_previous=env.get("SHOPIFY_API_SECRET_PREVIOUS") or None,
+            shopify_backfill_days=int(env.get("SHOPIFY_BACKFILL_DAYS", "365") or 365),
             jobs_immediate=env.get("JOBS_IMMEDIATE", "") in ("1", "true", "yes"),
             proxy_hops=int(env.get("PROXY_HOPS", "0") or 0),
             file_storage=env.get("FILE_STORAGE", ""),

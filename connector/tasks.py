@@ -74,6 +74,13 @@ def alert_merchant(shop_id: int, subject: str, text: str):
         mail.merchant_alert(shop, subject, text)
 
 
+@huey.task(retries=5, retry_delay=60)
+@in_app_context
+def sync_platform(return_id: int):
+    """Tell the shop's platform what it has not been told about the return (native returns)."""
+    services.sync_return(return_id)
+
+
 @huey.task()
 @in_app_context
 def poll_tracking(shipment_id: int):
@@ -112,6 +119,7 @@ JOBS = {
     "send_signin_link": send_signin_link,
     "alert_merchant": alert_merchant,
     "poll_tracking": poll_tracking,
+    "sync_platform": sync_platform,
 }
 
 

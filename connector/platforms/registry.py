@@ -10,6 +10,9 @@ def adapter_for(shop: Shop) -> PlatformAdapter:
     if shop.platform == "standalone":
         from connector.platforms.standalone.adapter import StandaloneAdapter
         return StandaloneAdapter(shop)
+    if shop.platform == "shopify":
+        from connector.platforms.shopify.adapter import ShopifyAdapter
+        return ShopifyAdapter(shop)
     raise NotImplementedError(
         f"the {shop.platform!r} platform connector is not built yet (shop {shop.handle!r}); "
-        "only standalone shops are supported in this version")
+        "only standalone and Shopify shops are supported in this version")

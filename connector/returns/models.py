@@ -40,6 +40,9 @@ class Shop(Base):
     return_address: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     return_seq: Mapped[int] = mapped_column(Integer, default=1000)  # last RMA number given out
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Non-secret facts the platform connector keeps (scopes, locations, sync cursors, install and
+    # uninstall times); secrets go to `credentials`.
+    platform_data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -138,6 +141,7 @@ class Return(Base):
         UniqueConstraint("shop_id", "number", name="uq_returns_shop_number"),
         Index("ix_returns_shop_state", "shop_id", "state"),
         Index("ix_returns_pending", "pending_step", "pending_until"),
+        UniqueConstraint("shop_id", "platform_id", name="uq_returns_shop_platform_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -157,6 +161,13 @@ class Return(Base):
     is_withdrawal: Mapped[bool] = mapped_column(Boolean, default=False)  # EU withdrawal (Art. 11a)
     withdrawal_name: Mapped[str | None] = mapped_column(String(255))
     deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)  # ship-by date
+    # The platform's own return (Shopify Return GID) once it exists there; `origin` says where the
+    # return was started: portal | admin | platform (mirrored from the platform's interface).
+    platform_id: Mapped[str | None] = mapped_column(String(128))
+    origin: Mapped[str] = mapped_column(String(16), default="portal")
+    # The return's status on the platform as last written or read (Shopify: REQUESTED, OPEN,
+    # CLOSED, DECLINED, CANCELED); None while it exists only here.
+    platform_status: Mapped[str | None] = mapped_column(String(24))
     # The outside step the database is waiting for (label, pickup, refund, mail...) and until when;
     # the reconciler re-drives rows whose pending_until has passed.
     pending_step: Mapped[str | None] = mapped_column(String(24))
@@ -202,6 +213,10 @@ class ReturnLine(Base):
     disposition: Mapped[str | None] = mapped_column(String(16))  # restock | refurbish | dispose | missing
     inspection_note: Mapped[str] = mapped_column(Text, default="")
     inspection_photos: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # The platform's line of the return (Shopify ReturnLineItem GID) and the platform facts the
+    # connector needs later (e.g. reverse fulfillment order line ids for the disposition).
+    platform_id: Mapped[str | None] = mapped_column(String(128))
+    platform_data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
     return_: Mapped[Return] = relationship(back_populates="lines")
     order_line: Mapped[OrderLine] = relationship()
@@ -231,6 +246,7 @@ class Shipment(Base):
     events: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)  # normalised tracking
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    platform_id: Mapped[str | None] = mapped_column(String(128))  # e.g. Shopify ReverseDelivery GID
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -37,6 +37,13 @@ class StandaloneAdapter:
         """None: there is no native return to open; the return lives only in this app."""
         return None
 
+    def find_return(self, ret: Any) -> str | None:
+        """None: no platform keeps returns for a standalone shop."""
+        return None
+
+    def close_return(self, ret: Any) -> None:
+        """Nothing remote to close."""
+
     def attach_tracking(self, ret: Any, shipment: Any) -> None:
         """Nothing remote to update: the tracking number is already on the Shipment row."""
 
@@ -44,7 +51,7 @@ class StandaloneAdapter:
         """Nothing remote to restock: the merchant's stock lives outside this app, and the
         graded disposition (restock / refurbish / dispose) is on the return lines for them."""
 
-    def refund(self, order: Any, plan: RefundPlan, key: str) -> RefundResult:
+    def refund(self, order: Any, plan: RefundPlan, key: str, ret: Any = None) -> RefundResult:
         """Record the refund as done by hand: no money moves, the merchant pays the shopper out.
 
         The id is derived from the idempotency key, so retrying gives the same id.

@@ -13,6 +13,7 @@ from connector.returns.policy import should_auto_approve
 from connector.returns.services.base import (ServiceError, ValidationError, _enqueue_all, _set_pending, _shop,
                                              now_utc, policy_of)
 from connector.returns.services.drafts import _claim, _next_number, discard_draft, estimated_value
+from connector.returns.services.platform import platform_jobs
 
 
 def confirm(ret: Return) -> Return:
@@ -41,7 +42,7 @@ def confirm(ret: Return) -> Return:
                            reason_codes=[line.reason.code for line in ret.lines if line.reason]):
         jobs += _approve(ret, "system")
     session.commit()
-    _enqueue_all(jobs)
+    _enqueue_all(jobs + platform_jobs(ret))
     return ret
 
 
@@ -66,13 +67,13 @@ def _approve(ret: Return, actor: str) -> list[tuple[str, dict]]:
 def approve(ret: Return, actor: str) -> None:
     jobs = _approve(ret, actor)
     session.commit()
-    _enqueue_all(jobs + [("notify", {"return_id": ret.id, "kind": lc.APPROVED})])
+    _enqueue_all(jobs + [("notify", {"return_id": ret.id, "kind": lc.APPROVED})] + platform_jobs(ret))
 
 
 def reject(ret: Return, actor: str, note: str = "") -> None:
     lc.transition(ret, lc.REJECTED, actor=actor, data={"note": note[:2000]})
     session.commit()
-    runtime.enqueue("notify", return_id=ret.id, kind=lc.REJECTED)
+    _enqueue_all([("notify", {"return_id": ret.id, "kind": lc.REJECTED})] + platform_jobs(ret))
 
 
 def cancel(ret: Return, actor: str) -> None:
@@ -94,7 +95,7 @@ def cancel(ret: Return, actor: str) -> None:
         else:
             shipment.status = "voided"
     session.commit()
-    _enqueue_all(jobs)
+    _enqueue_all(jobs + platform_jobs(ret))
 
 
 def set_selfship_tracking(ret: Return, tracking_number: str, carrier_name: str) -> None:
@@ -116,4 +117,4 @@ def set_selfship_tracking(ret: Return, tracking_number: str, carrier_name: str) 
     lc.transition(ret, lc.IN_TRANSIT, actor="shopper", data={"tracking_number": shipment.tracking_number,
                                                               "carrier": carrier_name})
     session.commit()
-    runtime.enqueue("notify", return_id=ret.id, kind=lc.IN_TRANSIT)
+    _enqueue_all([("notify", {"return_id": ret.id, "kind": lc.IN_TRANSIT})] + platform_jobs(ret))

@@ -10,6 +10,7 @@ from connector.returns import lifecycle as lc
 from connector.returns.context import runtime
 from connector.returns.models import Return
 from connector.returns.services.base import STEP_DEADLINE, _enqueue_all, now_utc
+from connector.returns.services.platform import unsynced_returns
 
 
 DRAFT_LIFETIME = timedelta(days=7)
@@ -21,7 +22,7 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
     Safe to run at any time and from several workers: each job body is idempotent.
     """
     now = now or now_utc()
-    counts = {"shipment": 0, "refund": 0, "void": 0, "drafts": 0}
+    counts = {"shipment": 0, "refund": 0, "void": 0, "drafts": 0, "platform": 0}
     stuck = list(session.scalars(select(Return).where(Return.pending_step.is_not(None),
                                                       Return.pending_until < now).limit(500)))
     jobs = []
@@ -50,5 +51,8 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
     session.commit()
     for key in photos:
         runtime.storage.delete(key)
+    unsynced = unsynced_returns()
+    counts["platform"] = len(unsynced)
+    jobs += [("sync_platform", {"return_id": return_id}) for return_id in unsynced]
     _enqueue_all(jobs)
     return counts

@@ -137,7 +137,7 @@ def execute_refund(refund_id: int) -> Refund | None:
     try:
         result = adapter.find_refund(ret.order, refund.idempotency_key) if refund.attempts > 1 else None
         if result is None:
-            result = adapter.refund(ret.order, plan_of(refund), refund.idempotency_key)
+            result = adapter.refund(ret.order, plan_of(refund), refund.idempotency_key, ret=ret)
     except PlatformError as exc:
         result = None
         refund.error = str(exc)[:2000]

@@ -12,7 +12,8 @@ from connector.returns.models import Event, Return, Shipment
 from connector.returns.money import quantize
 from connector.returns.ports import (Address, CarrierError, CarrierNotSupported, CarrierRejected,
                                      CarrierRetryable, ParcelItem, ShipmentRequest)
-from connector.returns.services.base import ServiceError, _backoff, _set_pending, _shop
+from connector.returns.services.base import ServiceError, _backoff, _enqueue_all, _set_pending, _shop
+from connector.returns.services.platform import platform_jobs
 from connector.returns.services.drafts import pickup_day
 from connector.returns.services.warehouse import mark_received
 
@@ -92,7 +93,7 @@ def fulfil_shipment(shipment_id: int) -> Shipment | None:
                                                       if shipment.pickup_date else None})
     _set_pending(ret, None)
     session.commit()
-    runtime.enqueue("notify", return_id=ret.id, kind=target)
+    _enqueue_all([("notify", {"return_id": ret.id, "kind": target})] + platform_jobs(ret))
     return shipment
 
 

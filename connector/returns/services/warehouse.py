@@ -5,8 +5,9 @@ from connector.db import session
 from connector.returns import lifecycle as lc
 from connector.returns.context import _, runtime
 from connector.returns.models import Return
-from connector.returns.services.base import (MAX_COMMENT, ServiceError, ValidationError, _set_pending, _shop,
-                                             policy_of)
+from connector.returns.services.base import (MAX_COMMENT, ServiceError, ValidationError, _enqueue_all,
+                                             _set_pending, _shop, policy_of)
+from connector.returns.services.platform import platform_jobs
 from connector.returns.services.refunds import request_refund
 
 
@@ -64,6 +65,7 @@ def inspect(ret: Return, actor: str, results: dict[int, dict[str, str]]) -> None
     if complete and ret.state == lc.RECEIVED:
         lc.transition(ret, lc.INSPECTED, actor=actor)
     session.commit()
+    _enqueue_all(platform_jobs(ret))
     if complete and ret.state == lc.INSPECTED:
         runtime.enqueue("notify", return_id=ret.id, kind=lc.INSPECTED)
         if policy_of(_shop(ret)).refund_trigger == "inspected":
