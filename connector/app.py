@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from connector import db, jobs
@@ -13,7 +13,32 @@ from connector.i18n import init_babel
 from connector.mail import make_mailer
 from connector.storage import DatabaseStorage, LocalStorage
 
-csrf = CSRFProtect()
+
+class CSRF(CSRFProtect):
+    """Flask-WTF's CSRF check that also accepts other proofs that a request is not forged.
+
+    A proof is a function registered with `accept_proof(fn)`; fn() is true when the request
+    carries one, e.g. the Shopify embedded admin's verified session token (only App Bridge inside
+    the merchant's admin can obtain it, and no cookie carries it; the cookie-bound CSRF token
+    cannot work in that third-party iframe). A request without such a proof is checked as usual.
+    """
+
+    def __init__(self, app=None):
+        self._proofs: list = []
+        super().__init__(app)
+
+    def accept_proof(self, proof) -> None:
+        if proof not in self._proofs:
+            self._proofs.append(proof)
+
+    def protect(self, *args, **kwargs):
+        if request.method in current_app.config["WTF_CSRF_METHODS"] and any(proof() for proof in self._proofs):
+            g.csrf_valid = True  # FlaskForm.validate_on_submit then skips its own token check too
+            return None
+        return super().protect(*args, **kwargs)
+
+
+csrf = CSRF()
 log = logging.getLogger("connector")
 
 

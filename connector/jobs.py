@@ -12,6 +12,22 @@ import os
 from pathlib import Path
 
 from huey import RedisHuey, SqliteHuey
+from huey.storage import SqliteStorage
+
+
+class QueueStorage(SqliteStorage):
+    """Huey's SQLite storage with `synchronous=NORMAL`, as connector.db uses for the database.
+
+    Huey's default (FULL) fsyncs every enqueue, some milliseconds inside each web request that
+    enqueues (a webhook: most of its time). In WAL mode NORMAL never corrupts the file; a power
+    loss may lose the last enqueued jobs, which the reconciler re-drives from the database (the
+    queue only wakes workers, DESIGN principle 1).
+    """
+
+    def _create_connection(self):
+        conn = super()._create_connection()
+        conn.execute("pragma synchronous=NORMAL")
+        return conn
 
 
 def make_huey(environ=None):
@@ -21,7 +37,8 @@ def make_huey(environ=None):
         return RedisHuey("connector", url=env["REDIS_URL"], immediate=immediate)
     data_dir = Path(env.get("DATA_DIR", "var"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey("connector", filename=str((data_dir / "jobs.db").resolve()), immediate=immediate)
+    return SqliteHuey("connector", filename=str((data_dir / "jobs.db").resolve()), immediate=immediate,
+                      storage_class=QueueStorage)
 
 
 huey = make_huey()
@@ -38,9 +55,8 @@ def configure(*, immediate: bool | None = None, redis_url: str | None = None,
         from huey.storage import RedisStorage
         huey.storage = RedisStorage("connector", url=redis_url)
     elif sqlite_path:
-        from huey.storage import SqliteStorage
         Path(sqlite_path).parent.mkdir(parents=True, exist_ok=True)
-        huey.storage = SqliteStorage("connector", filename=str(sqlite_path))
+        huey.storage = QueueStorage("connector", filename=str(sqlite_path))
 
 
 _worker_app = None

@@ -6,7 +6,14 @@ from user input unchecked, and `_path` refuses anything that would leave the roo
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+
+
+def _check_prefix(prefix: str) -> None:
+    """A prefix names a folder (`shop-3/`): never empty, never the whole store."""
+    if not prefix or not prefix.endswith("/") or prefix.strip("/") == "" or ".." in prefix.split("/"):
+        raise ValueError(f"storage prefix must name a folder like 'shop-3/': {prefix!r}")
 
 
 class LocalStorage:
@@ -37,6 +44,13 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every file whose key starts with `prefix` (a folder, e.g. "shop-3/")."""
+        _check_prefix(prefix)
+        folder = self._path(prefix.rstrip("/"))
+        if folder.is_dir():
+            shutil.rmtree(folder)
 
 
 class DatabaseStorage:
@@ -82,3 +96,11 @@ class DatabaseStorage:
         table = self._table()
         with self._engine().begin() as conn:
             conn.execute(delete(table).where(table.c.key == key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every file whose key starts with `prefix` (a folder, e.g. "shop-3/")."""
+        from sqlalchemy import delete
+        _check_prefix(prefix)
+        table = self._table()
+        with self._engine().begin() as conn:
+            conn.execute(delete(table).where(table.c.key.startswith(prefix, autoescape=True)))

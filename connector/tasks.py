@@ -81,6 +81,15 @@ def sync_platform(return_id: int):
     services.sync_return(return_id)
 
 
+@huey.task(retries=5, retry_delay=60)
+@in_app_context
+def shopify_webhook(delivery_id: int):
+    """Process one stored Shopify webhook delivery (connector.platforms.shopify.handlers)."""
+    from connector.platforms.shopify.handlers import process_delivery
+
+    process_delivery(delivery_id)
+
+
 @huey.task()
 @in_app_context
 def poll_tracking(shipment_id: int):
@@ -93,8 +102,10 @@ def poll_tracking(shipment_id: int):
 @in_app_context
 def reconcile():
     from connector import ratelimit
+    from connector.platforms.shopify.handlers import redrive_deliveries
 
     counts = services.reconcile()
+    counts["shopify_webhooks"] = redrive_deliveries()
     ratelimit.purge()
     if any(counts.values()):
         log.info("reconciler re-drove %s", counts)
@@ -111,6 +122,61 @@ def poll_all_tracking():
         poll_tracking(shipment_id)
 
 
+@huey.task(retries=3, retry_delay=60)
+@in_app_context
+def shopify_backfill(shop_id: int):
+    """A Shopify shop's install backfill: start the bulk operation, then come back every
+    POLL_SECONDS until its orders are imported (connector.platforms.shopify.backfill)."""
+    from connector.platforms.shopify import backfill
+    from connector.platforms.shopify.errors import ShopifyError
+
+    shop = db.session.get(Shop, shop_id)
+    if shop is None or not shop.active or shop.platform != "shopify":
+        return
+    try:
+        status = backfill.run(shop)
+    except ShopifyError as exc:
+        if exc.retryable:
+            raise
+        log.warning("shopify backfill for shop %s stopped: %s", shop_id, exc)
+        return
+    # Immediate mode (tests, one-off scripts) cannot wait: the caller polls by hand there.
+    if status in backfill.PENDING and not huey.immediate:
+        shopify_backfill.schedule((shop_id,), delay=backfill.POLL_SECONDS)
+
+
+@huey.task(retries=2, retry_delay=120)
+@in_app_context
+def shopify_catch_up(shop_id: int):
+    """Read the orders of one Shopify shop updated since its last catch-up."""
+    from connector.platforms.shopify import sync
+    from connector.platforms.shopify.errors import ShopifyError
+
+    shop = db.session.get(Shop, shop_id)
+    if shop is None or not shop.active or shop.platform != "shopify":
+        return
+    try:
+        sync.catch_up(shop)
+    except ShopifyError as exc:
+        db.session.rollback()
+        sync.record_catch_up_error(shop, exc)
+        if exc.retryable:
+            raise
+
+
+@huey.periodic_task(crontab(minute="*/15"))
+@in_app_context
+def shopify_catch_up_all():
+    """Every 15 minutes: a catch-up job per active Shopify shop (what webhooks missed), and the
+    backfill job again for shops whose backfill stopped moving (a lost job or a dead worker)."""
+    from connector.platforms.shopify import backfill, sync
+
+    for shop_id in sync.catch_up_shop_ids():
+        shopify_catch_up(shop_id)
+    for shop_id in backfill.stalled_shop_ids():
+        shopify_backfill(shop_id)
+
+
 JOBS = {
     "fulfil_shipment": fulfil_shipment,
     "execute_refund": execute_refund,
@@ -120,6 +186,10 @@ JOBS = {
     "alert_merchant": alert_merchant,
     "poll_tracking": poll_tracking,
     "sync_platform": sync_platform,
+    "shopify_backfill": shopify_backfill,
+    "shopify_catch_up": shopify_catch_up,
+    "shopify_catch_up_all": shopify_catch_up_all,
+    "shopify_webhook": shopify_webhook,
 }
 
 

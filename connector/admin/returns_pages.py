@@ -72,8 +72,15 @@ def returns():
         page = max(1, min(int(request.args.get("page", "1")), 10_000))
     except ValueError:
         page = 1
+    # One order's returns (the Shopify admin's "View returns" link on an order lands here).
+    order = None
+    order_id = request.args.get("order", type=int)
+    if order_id is not None:
+        order = db.session.scalar(select(Order).where(Order.shop_id == shop.id, Order.id == order_id))
     query = (select(Return).join(Order, Order.id == Return.order_id)
              .where(Return.shop_id == shop.id, Order.shop_id == shop.id, Return.state != lc.DRAFT))
+    if order_id is not None:
+        query = query.where(Return.order_id == (order.id if order else -1))
     if state:
         query = query.where(Return.state == state)
     query = _search(query, q)
@@ -86,7 +93,8 @@ def returns():
         Return.shop_id == shop.id, Return.state != lc.DRAFT).group_by(Return.state)).all())
     pages = max(1, -(-total // PER_PAGE))
     return render_template("admin/returns.html", rows=rows, state=state, q=q, page=page, pages=pages,
-                           total=total, counts=counts, tabs=FILTER_TABS, states=[s for s in lc.STATES if s != lc.DRAFT])
+                           total=total, counts=counts, tabs=FILTER_TABS, states=[s for s in lc.STATES if s != lc.DRAFT],
+                           order=order, order_filter=order.id if order else None)
 
 
 # ============================================================================ one return
@@ -130,7 +138,10 @@ def _describe(event) -> tuple[str, str]:
                                                                if isinstance(v, (str, int, float)))
 
 
-def _actor_label(actor: str) -> str:
+def _actor_label(actor: str | None) -> str:
+    actor = actor or ""
+    if actor.startswith("merchant:shopify-user-"):  # a staff member in the Shopify admin (embedded)
+        return _("Shopify staff (user %(id)s)", id=actor.rsplit("-", 1)[1])
     if actor.startswith("merchant:"):
         return actor.split(":", 1)[1]
     return {"shopper": _("Shopper"), "system": _("System"), "carrier": _("Carrier")}.get(actor, actor)
@@ -153,7 +164,7 @@ def _render_return(ret: Return, *, errors: dict[str, str] | None = None, status:
     titles = {line.order_line_id: line.order_line.title for line in ret.lines}
     return render_template(
         "admin/return.html", ret=ret, order=ret.order, events=events, refunds=refunds, live_refund=live_refund,
-        plan=plan, plan_error=plan_error, titles=titles, errors=errors or {}, locale=locale,
+        plan=plan, plan_error=plan_error, titles=titles, errors=errors or {}, locale=locale, actor_label=_actor_label,
         manual=_manual_refunds(shop), shipment=ret.shipment, reject_form=reject_form or RejectForm(),
         can_approve=ret.state == lc.REQUESTED, can_receive=ret.state in RECEIVABLE,
         can_grade=ret.state in GRADABLE, can_cancel=ret.state in lc.CANCELLABLE,

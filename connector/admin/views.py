@@ -4,6 +4,11 @@ Sign-in is the shop's admin password (Shop.admin_password_hash); the session the
 shop's id. Every page loads the shop from the URL and every query filters by its id: a merchant
 signed in to one shop gets 404 for any other shop's pages and return ids. Actions are POST forms
 (CSRF-checked by the app) that call the returns services, then redirect back (POST/redirect/GET).
+
+Embedded mode: a Shopify shop's admin is also served inside the Shopify admin's iframe, where
+no cookie works. There an App Bridge session token for the URL's shop authenticates each request
+instead of the password session (connector.platforms.shopify.embedded_mode: token checks, the
+bounce page, frame policy, links that keep shop/host, notices across redirects).
 """
 from __future__ import annotations
 
@@ -16,10 +21,12 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import format_datetime, get_locale, gettext as _, lazy_gettext as _l, refresh
+from flask_wtf.csrf import CSRFError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from connector.admin.forms import LoginForm, method_label, shipment_status_label, tracking_status_label
 from connector.i18n import LANGUAGE_NAMES
+from connector.platforms.shopify import embedded_mode
 from connector.returns import lifecycle as lc
 from connector.returns import services
 from connector.returns.models import Return, Shop
@@ -68,6 +75,7 @@ def _add_handle(endpoint, values):
     shop = getattr(g, "admin_shop", None)
     if shop is not None and "handle" not in values and endpoint != "admin.static":
         values["handle"] = shop.handle
+    embedded_mode.url_defaults(endpoint, values)
 
 
 @bp.before_request
@@ -84,6 +92,9 @@ def _load_shop():
     refresh()  # Flask-Babel caches locale and time zone per context; this shop's apply from here on
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
+    if embedded_mode.wants_embedded():
+        # Inside the Shopify admin: the session token, not the password session, says who this is.
+        return embedded_mode.authenticate_admin(shop)
     signed_in = session.get("admin_shop_id")
     if signed_in is None:
         return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
@@ -116,8 +127,30 @@ def _fresh_session() -> None:
     g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
 
 
+@bp.after_request
+def _embedded_response(resp):
+    return embedded_mode.after_request(resp)
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_refused(error):
+    """A POST without a CSRF token. Inside the Shopify admin the cause is a missing or expired
+    session token (there is no cookie there): say so, in a page the admin may frame."""
+    shop = services.get_shop(g.get("admin_handle") or "")
+    if shop is not None and shop.platform == "shopify" and shop.domain and embedded_mode.wants_embedded():
+        if embedded_mode.verified_session() is not None:  # a valid token, of another shop
+            return render_template("error.html", code=404, message=_("This page does not exist.")), 404
+        return embedded_mode.unauthenticated(shop.domain)
+    return render_template("error.html", code=400, message=_(
+        "This form has expired or was sent from elsewhere. Please go back, reload and try again.")), 400
+
+
 def actor() -> str:
-    """Who the timeline names for what the signed-in merchant does."""
+    """Who the timeline names for what the signed-in merchant does (in the Shopify admin: the
+    staff member the session token names)."""
+    embedded = embedded_mode.current()
+    if embedded is not None:
+        return embedded.actor
     return f"merchant:{session.get('admin_name') or 'admin'}"
 
 
@@ -169,7 +202,8 @@ def _context():
             "tracking_status_label": tracking_status_label, "money": money, "grade_labels": GRADE_LABELS,
             "disposition_labels": DISPOSITION_LABELS, "refund_state_labels": REFUND_STATE_LABELS,
             "admin_name": session.get("admin_name"), "page_lang": str(get_locale() or "en"),
-            "language_names": LANGUAGE_NAMES}
+            "language_names": LANGUAGE_NAMES, "embedded": embedded_mode.current(),
+            "app_bridge_src": embedded_mode.APP_BRIDGE_SRC}
 
 
 # ============================================================================ sign-in

@@ -55,6 +55,22 @@ def sign_in(shop: Shop, email_address: str, orders: list[Order]) -> None:
                  "returns": [], "drafts": {}})
 
 
+def grant_orders(shop: Shop, email_address: str | None, orders: list[Order]) -> None:
+    """Add `orders` to this shop's grants, keeping drafts and returns (a shopper the platform
+    already knows, e.g. a customer signed in to the shop, whose order list may have grown)."""
+    data = dict(grants(shop))
+    known = [i for i in data.get("orders", []) if isinstance(i, int)]
+    added = [o.id for o in orders if o.shop_id == shop.id and o.id not in known]
+    if not added and (data.get("email") or not email_address):
+        return
+    data["orders"] = (added + known)[:MAX_GRANTS]
+    data.setdefault("returns", [])
+    data.setdefault("drafts", {})
+    if email_address and not data.get("email"):
+        data["email"] = email_address
+    _save(shop, data)
+
+
 def sign_out(shop: Shop) -> None:
     everything = dict(_all())
     everything.pop(str(shop.id), None)

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from connector.db import Base
@@ -54,6 +54,7 @@ class Order(Base):
         UniqueConstraint("shop_id", "platform_id", name="uq_orders_shop_platform_id"),
         Index("ix_orders_shop_number", "shop_id", "number"),
         Index("ix_orders_shop_email", "shop_id", "email"),
+        Index("ix_orders_shop_customer", "shop_id", "customer_platform_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -62,6 +63,8 @@ class Order(Base):
     number: Mapped[str] = mapped_column(String(64))  # what the shopper sees, without '#'
     email: Mapped[str] = mapped_column(String(255))  # lower-cased
     customer_name: Mapped[str] = mapped_column(String(255), default="")
+    # The platform's customer account id (OrderData.customer_id), opaque; None for guest orders.
+    customer_platform_id: Mapped[str | None] = mapped_column(String(64))
     locale: Mapped[str | None] = mapped_column(String(8))
     currency: Mapped[str] = mapped_column(String(3))
     shipping_address: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
@@ -301,7 +304,13 @@ class WebhookDelivery(Base):
     """A received webhook, kept for dedupe and inspection (malformed ones too)."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (UniqueConstraint("platform", "dedupe_key", name="uq_webhooks_dedupe"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "dedupe_key", name="uq_webhooks_dedupe"),
+        # The rows still to process, for the reconciler's re-drive (partial: processed rows are
+        # most of the table, and each holds a body the scan would have to read past).
+        Index("ix_webhooks_pending", "received_at", sqlite_where=text("processed_at IS NULL"),
+              postgresql_where=text("processed_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     shop_id: Mapped[int | None] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)

@@ -42,6 +42,9 @@ class OrderData:
     placed_at: datetime
     lines: tuple[OrderLineData, ...]
     customer_name: str = ""
+    # The platform's id of the customer account that placed the order (Shopify: the Customer GID,
+    # "gid://shopify/Customer/123"); None for guest orders and platforms without accounts.
+    customer_id: str | None = None
     locale: str | None = None
     shipping_address: dict[str, Any] = field(default_factory=dict)
     taxes_included: bool = True
@@ -124,7 +127,9 @@ class PlatformAdapter(Protocol):
     """A shop's platform. With `capabilities.native_returns` the services keep the platform's own
     return in step (`services.sync_return`): `open_return` creates it and gives its id (the caller
     stores it on `Return.platform_id`), `find_return` looks for one a crashed worker may have
-    created, `close_return` cancels or declines it, `attach_tracking` sets `shipment.platform_id`,
+    created, `approve_return` approves one opened as a request (`Return.platform_status`
+    "REQUESTED") once the return was approved here, `close_return` cancels or declines it,
+    `attach_tracking` sets `shipment.platform_id`,
     `restock` reports graded lines and marks each `line.platform_data["disposed"]`. `refund` sends
     `plan` once under `key`; `find_refund` tells whether a refund with `key` already exists."""
 
@@ -136,6 +141,7 @@ class PlatformAdapter(Protocol):
     def parse_webhook(self, request: Any) -> list[Any]: ...
     def open_return(self, ret: Any) -> str | None: ...
     def find_return(self, ret: Any) -> str | None: ...
+    def approve_return(self, ret: Any) -> None: ...
     def close_return(self, ret: Any) -> None: ...
     def attach_tracking(self, ret: Any, shipment: Any) -> None: ...
     def restock(self, ret: Any, lines: list[Any]) -> None: ...

@@ -7,14 +7,19 @@ Modules, one job each:
                   session tokens (JWT), shop-domain checks; all constant-time
     documents     the .graphql documents in graphql/, loaded by name
     client        the Admin GraphQL client (cost-aware throttling, retries, token refresh)
-    auth          token exchange, expiring offline tokens and their refresh, the OAuth fallback
-    embedded      the app home and the embedded admin (App Bridge, session tokens, bounce page)
+    tokens        expiring offline tokens: refreshed one shop at a time, rotated refresh token stored first
+    auth          token exchange and the OAuth fallback (expiring offline tokens), install
+    embedded      the app's pages: app home (install by token exchange), bounce page, the order
+                  page's admin link, the authorization-code grant
+    embedded_mode the admin served inside the Shopify admin: session tokens instead of cookies,
+                  bounce/401, frame policy, CSRF proof, links that keep shop and host
     mapping       Admin GraphQL order nodes -> OrderData
     rest_mapping  webhook (REST-shaped) payloads -> OrderData
     backfill      the install backfill through bulkOperationRunQuery (JSONL, streamed)
     sync          the periodic catch-up on updated_at
     webhooks      POST /shopify/webhooks: verify, dedupe, store, enqueue
     handlers      what each webhook topic does (orders, refunds, returns, compliance, uninstall)
+    compliance    the privacy topics on our data: customer export, redaction, shop deletion
     proxy         the storefront app proxy (/apps/returns -> the portal, inside the theme)
     adapter       the PlatformAdapter: native returns, reverse deliveries, dispositions, refunds
     web           registers the blueprints on the app

@@ -41,6 +41,9 @@ class StandaloneAdapter:
         """None: no platform keeps returns for a standalone shop."""
         return None
 
+    def approve_return(self, ret: Any) -> None:
+        """Nothing remote to approve: the approval is the return's state here."""
+
     def close_return(self, ret: Any) -> None:
         """Nothing remote to close."""
 

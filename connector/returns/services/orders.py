@@ -37,6 +37,7 @@ def upsert_order(shop: Shop, data: OrderData) -> Order:
     order.number = data.number.lstrip("#").strip()
     order.email = data.email.strip().lower()
     order.customer_name = data.customer_name
+    order.customer_platform_id = data.customer_id or None
     order.locale = data.locale
     order.currency = data.currency.upper()
     order.shipping_address = address
@@ -96,6 +97,15 @@ def find_order_for_login(shop: Shop, number: str, email_or_postcode: str) -> Ord
 def orders_for_email(shop: Shop, email: str, limit: int = 20) -> list[Order]:
     email = (email or "").strip().lower()
     return list(session.scalars(select(Order).where(Order.shop_id == shop.id, Order.email == email)
+                                .order_by(Order.placed_at.desc()).limit(limit)))
+
+
+def orders_for_customer(shop: Shop, customer_platform_id: str, limit: int = 20) -> list[Order]:
+    """The newest orders of the platform customer account `customer_platform_id` in `shop`."""
+    if not customer_platform_id:
+        return []
+    return list(session.scalars(select(Order).where(Order.shop_id == shop.id,
+                                                    Order.customer_platform_id == customer_platform_id)
                                 .order_by(Order.placed_at.desc()).limit(limit)))
 
 

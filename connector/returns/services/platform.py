@@ -1,9 +1,10 @@
 """Keeping the platform's own return in step with ours (Shopify's native returns).
 
 `sync_return` compares the return with what the platform was last told and sends only what is
-missing, in order: open the native return, attach the label and tracking, report the graded lines,
-close it when it was cancelled or rejected here. Each step records its result (platform ids on the
-rows) before the next, so running it twice, out of order or after a crash sends nothing twice.
+missing, in order: open the native return, approve it when it was opened as a request and approved
+here since, attach the label and tracking, report the graded lines, close it when it was cancelled or
+rejected here. Each step records its result (platform ids on the rows) before the next, so running
+it twice, out of order or after a crash sends nothing twice.
 Platforms without native returns (standalone) make this a no-op.
 """
 from __future__ import annotations
@@ -109,6 +110,9 @@ def _sync(adapter, ret: Return) -> None:
             adapter.close_return(ret)
             session.commit()
         return
+    if ret.platform_status == "REQUESTED" and ret.state != lc.REQUESTED:
+        adapter.approve_return(ret)  # approved here after it was opened as a request
+        session.commit()
     shipment = ret.shipment
     if shipment is not None and shipment.tracking_number and shipment.platform_id is None:
         adapter.attach_tracking(ret, shipment)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.db import session
@@ -120,6 +120,20 @@ def plan_of(refund: Refund) -> RefundPlan:
         total=refund.amount, method=refund.method)
 
 
+def _claim_attempt(refund: Refund) -> bool:
+    """Count the attempt with a conditional UPDATE: of two workers that read the same attempt
+    count, exactly one goes on (a plain `attempts += 1` lets both write 1, and neither would look
+    the refund up on the platform before sending it)."""
+    session.refresh(refund)  # the session keeps objects across commits: read the count afresh
+    seen = refund.attempts
+    claimed = session.execute(update(Refund).where(Refund.id == refund.id, Refund.attempts == seen,
+                                                   Refund.state.in_(("pending", "unknown")))
+                              .values(attempts=seen + 1).execution_options(synchronize_session=False)).rowcount
+    session.commit()
+    session.refresh(refund)
+    return claimed == 1
+
+
 def execute_refund(refund_id: int) -> Refund | None:
     """Job body: send the refund through the shop's platform adapter, exactly once.
 
@@ -132,8 +146,8 @@ def execute_refund(refund_id: int) -> Refund | None:
     ret = refund.return_
     shop = _shop(ret)
     adapter = runtime.adapter(shop)
-    refund.attempts += 1
-    session.commit()
+    if not _claim_attempt(refund):
+        return refund  # another worker took this attempt at the same moment
     try:
         result = adapter.find_refund(ret.order, refund.idempotency_key) if refund.attempts > 1 else None
         if result is None:

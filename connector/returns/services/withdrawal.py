@@ -7,9 +7,10 @@ from connector.db import session
 from connector.returns import lifecycle as lc
 from connector.returns.context import N_, _, runtime
 from connector.returns.models import Order, Return, ReturnLine, Shop
-from connector.returns.services.base import ServiceError, ValidationError, now_utc, policy_of
+from connector.returns.services.base import ServiceError, ValidationError, _enqueue_all, now_utc, policy_of
 from connector.returns.services.drafts import _next_number
 from connector.returns.services.orders import line_options
+from connector.returns.services.platform import platform_jobs
 
 
 WITHDRAWAL_STATEMENT = N_("I hereby withdraw from the contract concluded by me for the purchase of the "
@@ -59,4 +60,5 @@ def create_withdrawal(shop: Shop, order: Order, *, name: str, email: str,
     lc.transition(ret, lc.REQUESTED, actor="shopper", data={"withdrawal": True})
     session.commit()
     runtime.enqueue("notify", return_id=ret.id, kind="withdrawal")
+    _enqueue_all(platform_jobs(ret))  # the platform's native return (Shopify), as for any return
     return ret
