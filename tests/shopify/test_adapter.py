@@ -368,3 +368,13 @@ def test_the_refund_note_carries_the_key():
     assert note_has_key("Returns Connector R-1042 [rc-1-7-1]", "rc-1-7-1")
     assert not note_has_key("Returns Connector R-1042 [rc-1-7-11]", "rc-1-7-1")
     assert not note_has_key(None, "rc-1-7-1")
+
+
+def test_restocking_without_a_location_is_refused_with_a_reason(shopify_shop, shopify, fake):
+    shopify_shop.platform_data = {k: v for k, v in shopify_shop.platform_data.items() if k != "location_id"}
+    db.session.commit()
+    ret = _graded(shopify_shop, {0: 1}, received={0: 1}, results={0: ("A", "restock")})
+    assert shopify.calls("ReverseFulfillmentOrderDispose") == []
+    (failed,) = [e for e in ret.events if e.kind == "platform_sync_failed"]
+    assert "No Shopify location is known for restocked items" in failed.data["error"]
+    assert not ret.lines[0].platform_data.get("disposed")

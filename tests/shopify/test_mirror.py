@@ -195,3 +195,15 @@ def test_a_mirrored_return_shows_in_the_admin(client, shopify_shop, fake):
     page = admin.get(f"returns/{ret.id}")
     assert page.status_code == 200 and "R-1001" in page.get_data(as_text=True)
     assert "Sleeves are short" in page.get_data(as_text=True)
+
+
+def test_a_refunded_return_closed_in_shopifys_admin_is_closed_here(shopify_shop, shopify, fake):
+    from connector.returns import services
+
+    ret = portal_return(shopify_shop)
+    services.mark_received(ret, "merchant:anna")
+    services.request_refund(ret, "merchant:anna")
+    assert ret.state == lc.REFUNDED and ret.platform_status == "OPEN"  # not graded: still open in Shopify
+    fake.returns[ret.platform_id]["status"] = "CLOSED"
+    mirror_return(shopify_shop, ret.platform_id)
+    assert ret.state == lc.CLOSED and ret.platform_status == "CLOSED"

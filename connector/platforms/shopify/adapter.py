@@ -269,9 +269,9 @@ class ShopifyAdapter:
                                             "quantity": quantity, "dispositionType": dtype}
                     if dtype == rm.RESTOCKED:
                         if not location:
-                            raise ShopifyError(_("No Shopify location is set for restocked returns. Choose one "
-                                                 "in the app's settings, then grade the return again."),
-                                               retryable=False)
+                            raise ShopifyError(_("No Shopify location is known for restocked items (none was "
+                                                 "found when the app was installed), so the inspection was not "
+                                                 "sent to Shopify."), retryable=False)
                         item["locationId"] = location
                     inputs.append(item)
         if inputs:
