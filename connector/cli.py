@@ -109,6 +109,32 @@ def sync(shop: str):
         sync_shop(shop)
 
 
+# --------------------------------------------------------------------------- shopify
+
+@main.group()
+def shopify():
+    """Shopify shops: connection status and the order backfill."""
+
+
+@shopify.command("status")
+@click.argument("shop")
+def shopify_status(shop: str):
+    """Tokens (expiry and scopes, never the token), backfill progress and catch-up of SHOP."""
+    from connector.platforms.shopify.commands import show_status
+    with _app().app_context():
+        show_status(shop)
+
+
+@shopify.command("backfill")
+@click.argument("shop")
+@click.option("--restart", is_flag=True, help="Start a new bulk import even if one ran before.")
+def shopify_backfill(shop: str, restart: bool):
+    """Import SHOP's past orders from Shopify now, following the bulk operation to its end."""
+    from connector.platforms.shopify.commands import run_backfill
+    with _app().app_context():
+        run_backfill(shop, restart=restart)
+
+
 # --------------------------------------------------------------------------- carriers
 
 @main.command()

@@ -134,6 +134,12 @@ def _describe(event) -> tuple[str, str]:
         return _("Label voided"), ""
     if event.kind == "label_not_voided":
         return _("The label could not be voided"), data.get("error") or ""
+    if event.kind == "platform_opened":
+        return _("Created in the store's admin"), data.get("platform_id") or ""
+    if event.kind == "platform_sync_failed":
+        return _("The store refused an update"), data.get("error") or ""
+    if event.kind == "platform_sync_retried":
+        return _("Sent to the store again"), ""
     return event.kind.replace("_", " ").capitalize(), ", ".join(f"{k}: {v}" for k, v in data.items()
                                                                if isinstance(v, (str, int, float)))
 
@@ -162,13 +168,14 @@ def _render_return(ret: Return, *, errors: dict[str, str] | None = None, status:
         except (services.ServiceError, ValueError) as exc:
             plan_error = getattr(exc, "message", None) or str(exc)
     titles = {line.order_line_id: line.order_line.title for line in ret.lines}
+    platform_error = next((e.data.get("error") for e in reversed(ret.events) if e.kind == "platform_sync_failed"), None)
     return render_template(
         "admin/return.html", ret=ret, order=ret.order, events=events, refunds=refunds, live_refund=live_refund,
         plan=plan, plan_error=plan_error, titles=titles, errors=errors or {}, locale=locale, actor_label=_actor_label,
         manual=_manual_refunds(shop), shipment=ret.shipment, reject_form=reject_form or RejectForm(),
         can_approve=ret.state == lc.REQUESTED, can_receive=ret.state in RECEIVABLE,
         can_grade=ret.state in GRADABLE, can_cancel=ret.state in lc.CANCELLABLE,
-        form=request.form if errors else {}), status
+        platform_error=platform_error, form=request.form if errors else {}), status
 
 
 @bp.get("/<handle>/returns/<int:return_id>")
@@ -240,6 +247,12 @@ def cancel(return_id: int):
 def retry_shipment(return_id: int):
     return _act(return_id, lambda ret: services.retry_shipment(ret, actor()),
                 lambda ret: _("The shipment was requested again."))
+
+
+@bp.post("/<handle>/returns/<int:return_id>/retry-platform")
+def retry_platform(return_id: int):
+    return _act(return_id, lambda ret: services.retry_platform_sync(ret, actor()),
+                lambda ret: _("Return %(rma)s is being sent to the store again.", rma=ret.rma))
 
 
 @bp.post("/<handle>/returns/<int:return_id>/receive")

@@ -378,3 +378,24 @@ def test_restocking_without_a_location_is_refused_with_a_reason(shopify_shop, sh
     (failed,) = [e for e in ret.events if e.kind == "platform_sync_failed"]
     assert "No Shopify location is known for restocked items" in failed.data["error"]
     assert not ret.lines[0].platform_data.get("disposed")
+
+
+def test_a_refused_return_waits_for_the_merchant_instead_of_alerting_every_ten_minutes(
+        shopify_shop, shopify, fake, outbox):
+    refusal = answer({"returnCreate": {"return": None, "userErrors": [
+        user_error("returnLineItems.0.quantity", "Quantity is not available for return.", "INVALID")]}})
+    shopify.on("ReturnCreate", refusal)
+    ret = portal_return(shopify_shop)
+    assert ret.platform_status == "REFUSED" and ret.platform_id is None
+    alerts = len(outbox())
+    db.session.execute(update(Return).where(Return.id == ret.id).values(
+        confirmed_at=services.now_utc() - timedelta(hours=1)))
+    db.session.commit()
+    services.reconcile()
+    assert len(shopify.calls("ReturnCreate")) == 1 and len(outbox()) == alerts
+    # The merchant fixed the cause in Shopify and sends it again.
+    shopify.on("ReturnCreate", fake._ReturnCreate)
+    services.retry_platform_sync(db.session.get(Return, ret.id), "merchant:staff")
+    ret = db.session.get(Return, ret.id)
+    assert ret.platform_id is not None and ret.platform_status == "OPEN"
+    assert len(shopify.calls("ReturnCreate")) == 2

@@ -10,7 +10,8 @@
 
 A customer is found by the payload's email (orders and returns are stored with it, lower-cased),
 by their Shopify customer account (Order.customer_platform_id) and by the order ids Shopify lists
-(`orders_requested` / `orders_to_redact`); nothing outside the given shop is ever read or touched. Each function can run twice with the same outcome.
+(`orders_requested` / `orders_to_redact`); nothing outside the given shop is ever read or touched.
+Each function can run twice with the same outcome.
 
 What redaction keeps, and why:
 - order lines, amounts, currency, dates, country, tags, return states, grades, dispositions,
@@ -22,10 +23,10 @@ What redaction keeps, and why:
   personal data in general; we can tell whether it names this person);
 - inspection photos: pictures of the returned goods taken by the merchant's warehouse (evidence of
   their condition), not of the person.
-What it removes: email, names, addresses, postcodes and the customer account id of orders, the
-email and address of returns, the withdrawal
-name, the shopper's comments, the shopper's photos (files deleted), the label and QR files (they
-print the sender's name and address), and the stored webhook bodies that carry the customer.
+What it removes: email, names, addresses, postcodes and the customer account id of orders; email,
+address and withdrawal name of returns; the shopper's comments and photos (files deleted); the
+label and QR files (they print the sender's name and address); and the stored webhook bodies that
+carry the customer.
 """
 from __future__ import annotations
 
@@ -128,7 +129,8 @@ def _order_doc(order: Order) -> dict[str, Any]:
     cur = order.currency
     return {
         "order": order.display_number, "shopify_order_id": order.platform_id, "email": order.email,
-        "customer_name": order.customer_name, "shopify_customer_id": order.customer_platform_id, "locale": order.locale, "shipping_address": order.shipping_address,
+        "customer_name": order.customer_name, "shopify_customer_id": order.customer_platform_id,
+        "locale": order.locale, "shipping_address": order.shipping_address,
         "country": order.country, "postcode": order.postcode, "currency": cur, "total": _money(order.total, cur),
         "shipping_total": _money(order.shipping_total, cur), "placed_at": order.placed_at,
         "fulfilled_at": order.fulfilled_at, "delivered_at": order.delivered_at, "cancelled_at": order.cancelled_at,

@@ -153,9 +153,9 @@ def refund_from_rest(payload: Mapping[str, Any], order_id: str | None = None) ->
     ret = payload.get("return")
     return_gid = gid(ret, "Return") if isinstance(ret, Mapping) and (ret.get("admin_graphql_api_id")
                                                                     or ret.get("id") is not None) else None
-    return RestRefund(platform_id=gid(payload, "Refund"), order_id=order_gid,
-                      note=_text(payload.get("note"), 2000), created_at=moment(payload.get("created_at"), "refund created_at"),
-                      return_id=return_gid, line_quantities=quantities)
+    return RestRefund(platform_id=gid(payload, "Refund"), order_id=order_gid, note=_text(payload.get("note"), 2000),
+                      created_at=moment(payload.get("created_at"), "refund created_at"), return_id=return_gid,
+                      line_quantities=quantities)
 
 
 # ---------------------------------------------------------------------------- orders
@@ -272,7 +272,8 @@ def fulfilment_dates(payload: Mapping[str, Any]) -> tuple[datetime | None, datet
     for i, f in shipped:
         if f.get("shipment_status") != "delivered":
             return fulfilled_at, None
-        at = moment(f.get("updated_at"), f"fulfillments[{i}].updated_at") or moment(f.get("created_at"), f"fulfillments[{i}].created_at")
+        at = (moment(f.get("updated_at"), f"fulfillments[{i}].updated_at")
+              or moment(f.get("created_at"), f"fulfillments[{i}].created_at"))
         if at is None:
             return fulfilled_at, None
         delivered.append(at)
@@ -373,7 +374,8 @@ def fulfilment_from_rest(payload: Any) -> RestFulfilment:
     if not isinstance(payload, Mapping):
         raise PayloadError("fulfillment: not an object")
     return RestFulfilment(order_id=gid_from_id(payload.get("order_id"), "Order", what="fulfillment order_id"),
-                          status=_text(payload.get("status"), 32), shipment_status=_text(payload.get("shipment_status"), 32) or None,
+                          status=_text(payload.get("status"), 32),
+                          shipment_status=_text(payload.get("shipment_status"), 32) or None,
                           created_at=moment(payload.get("created_at"), "fulfillment created_at"),
                           updated_at=moment(payload.get("updated_at"), "fulfillment updated_at"))
 

@@ -13,20 +13,21 @@ import logging
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from connector.db import session
 from connector.returns import lifecycle as lc
 from connector.returns.context import runtime
 from connector.returns.models import Return, Shop
 from connector.returns.ports import PlatformError
-from connector.returns.services.base import _shop, now_utc
+from connector.returns.services.base import _enqueue_all, _shop, now_utc
 
 log = logging.getLogger("connector.platform_sync")
 
 CLOSED_HERE = (lc.CANCELLED, lc.REJECTED)
 OPENING = "OPENING"  # platform_status while the native return is being created
 OPENING_STALE = timedelta(minutes=10)
+REFUSED = "REFUSED"  # platform_status when the platform refused to open it; waits for the merchant
 
 
 def platform_jobs(ret: Return) -> list[tuple[str, dict]]:
@@ -57,6 +58,10 @@ def sync_return(return_id: int) -> Return | None:
         if exc.retryable:
             raise
         ret = session.get(Return, return_id)
+        if ret.platform_id is None and ret.platform_status == OPENING:
+            # Refused outright: retrying alone would only alert again; the merchant retries
+            # (`retry_platform_sync`) once the cause is fixed.
+            ret.platform_status = REFUSED
         lc.record(ret, "platform_sync_failed", actor="system", public=False, data={"error": str(exc)[:2000]})
         session.commit()
         runtime.enqueue("alert_merchant", shop_id=shop.id,
@@ -100,6 +105,8 @@ def _open(adapter, ret: Return) -> None:
 
 def _sync(adapter, ret: Return) -> None:
     if ret.platform_id is None:
+        if ret.platform_status == REFUSED:
+            return
         if ret.state in CLOSED_HERE and ret.platform_status is None:
             return  # it never existed on the platform: nothing to open or close
         _open(adapter, ret)
@@ -134,4 +141,14 @@ def unsynced_returns(limit: int = 200) -> list[int]:
     return list(session.scalars(select(Return.id).where(
         Return.shop_id.in_([s.id for s in shops]), Return.platform_id.is_(None),
         Return.state.not_in((lc.DRAFT, *CLOSED_HERE)),
+        or_(Return.platform_status.is_(None), Return.platform_status == OPENING),
         Return.confirmed_at < now_utc() - OPENING_STALE).limit(limit)))
+
+
+def retry_platform_sync(ret: Return, actor: str) -> None:
+    """The merchant's "send to the store again" after a refusal: clear the mark and queue the sync."""
+    if ret.platform_status == REFUSED:
+        ret.platform_status = None
+    lc.record(ret, "platform_sync_retried", actor=actor, public=False)
+    session.commit()
+    _enqueue_all(platform_jobs(ret))
