@@ -19,7 +19,6 @@ import base64
 import hashlib
 import hmac
 import http.client
-import json
 import os
 import socket
 import statistics

@@ -111,6 +111,17 @@ def reconcile():
         log.info("reconciler re-drove %s", counts)
 
 
+@huey.periodic_task(crontab(hour="3", minute="17"))
+@in_app_context
+def purge_deliveries():
+    """Daily: forget processed webhook deliveries after the retention period (they hold customer data)."""
+    from connector.returns.services.reconcile import purge_deliveries as purge
+
+    gone = purge()
+    if gone:
+        log.info("purged %d old webhook deliveries", gone)
+
+
 @huey.periodic_task(crontab(minute="*/30"))
 @in_app_context
 def poll_all_tracking():

@@ -5,7 +5,6 @@ and de/es/fr messages.po with their compiled messages.mo (committed, so the app 
 """
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 

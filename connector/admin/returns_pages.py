@@ -99,6 +99,10 @@ def returns():
 
 # ============================================================================ one return
 
+# Shopify's ReturnStatus values, as the merchant reads them.
+PLATFORM_STATUS_LABELS = {"REQUESTED": _l("requested"), "OPEN": _l("open"), "CLOSED": _l("closed"),
+                          "DECLINED": _l("declined"), "CANCELED": _l("cancelled")}
+
 def _describe(event) -> tuple[str, str]:
     """A timeline entry as (what happened, detail) in the admin's language."""
     data = event.data or {}
@@ -175,7 +179,8 @@ def _render_return(ret: Return, *, errors: dict[str, str] | None = None, status:
         manual=_manual_refunds(shop), shipment=ret.shipment, reject_form=reject_form or RejectForm(),
         can_approve=ret.state == lc.REQUESTED, can_receive=ret.state in RECEIVABLE,
         can_grade=ret.state in GRADABLE, can_cancel=ret.state in lc.CANCELLABLE,
-        platform_error=platform_error, form=request.form if errors else {}), status
+        platform_error=platform_error, platform_status_labels=PLATFORM_STATUS_LABELS,
+        form=request.form if errors else {}), status
 
 
 @bp.get("/<handle>/returns/<int:return_id>")

@@ -16,14 +16,12 @@ import pytest
 
 from connector.returns import services
 from tests.admin.conftest import make_return
+from tests.shopify.chromium import CHROMIUM, LAUNCH_ARGS, with_playwright
 from tests.shopify.conftest import SHOP_DOMAIN
 from tests.shopify.returns_fake import ShopifyReturnsFake
 from tests.shopify.session_token import session_token
 
-CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = Path(__file__).parents[1] / "browser" / "output"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
 HOST = "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvZGVtby1zaG9w"
 
 pytestmark = [
@@ -49,43 +47,28 @@ def server(app, shopify_shop):
 
 
 def in_own_thread(walk, server: str) -> None:
-    """Run `walk(page)` with a Chromium page of its own, in a thread of its own: Playwright's sync
-    API refuses to start twice in one thread (tests/browser keeps a session-wide instance)."""
-    outcome: dict = {}
-
-    def target():
-        from playwright.sync_api import sync_playwright
+    """Run `walk(page)` with a Chromium page of its own, in a thread of its own (tests/shopify/chromium.py)."""
+    def target(p):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-                try:
-                    context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900},
-                                                  locale="en-US")
-                    context.set_default_timeout(10_000)
-                    stand_in = ("window.shopify = {idToken: function () { return Promise.resolve(%r); }};"
-                                % session_token(lifetime=600))
-                    context.route("https://cdn.shopify.com/**", lambda route: route.fulfill(
-                        status=200, content_type="application/javascript", body=stand_in))
-                    # Inside the Shopify admin the app is a third-party iframe: its cookies are never sent.
-                    context.route(f"{server}/**", lambda route: route.continue_(headers={
-                        k: v for k, v in route.request.headers.items() if k.lower() != "cookie"}))
-                    page = context.new_page()
-                    page.problems = []
-                    page.on("pageerror", lambda exc: page.problems.append(f"JavaScript error: {exc}"))
-                    page.on("console", lambda msg: page.problems.append(msg.text) if msg.type == "error" else None)
-                    walk(page)
-                finally:
-                    browser.close()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            outcome["error"] = exc
+            context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900}, locale="en-US")
+            context.set_default_timeout(10_000)
+            stand_in = ("window.shopify = {idToken: function () { return Promise.resolve(%r); }};"
+                        % session_token(lifetime=600))
+            context.route("https://cdn.shopify.com/**", lambda route: route.fulfill(
+                status=200, content_type="application/javascript", body=stand_in))
+            # Inside the Shopify admin the app is a third-party iframe: its cookies are never sent.
+            context.route(f"{server}/**", lambda route: route.continue_(headers={
+                k: v for k, v in route.request.headers.items() if k.lower() != "cookie"}))
+            page = context.new_page()
+            page.problems = []
+            page.on("pageerror", lambda exc: page.problems.append(f"JavaScript error: {exc}"))
+            page.on("console", lambda msg: page.problems.append(msg.text) if msg.type == "error" else None)
+            walk(page)
+        finally:
+            browser.close()
 
-    thread = threading.Thread(target=target, name="chromium-walk", daemon=True)
-    thread.start()
-    thread.join(timeout=300)
-    if thread.is_alive():
-        pytest.fail("the browser walk did not finish in 5 minutes")
-    if "error" in outcome:
-        raise outcome["error"]
+    with_playwright(target)
 
 
 def shot(page, name: str) -> None:

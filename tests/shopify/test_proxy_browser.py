@@ -23,13 +23,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
+from tests.shopify.chromium import CHROMIUM, LAUNCH_ARGS, with_playwright
 from tests.shopify.conftest import SHOP_DOMAIN
 from tests.shopify.test_proxy import PREFIX, sign
 
-CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = Path(__file__).parents[1] / "browser" / "output"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
 STOREFRONT = f"https://{SHOP_DOMAIN}"
 BASE_URL = "https://returns.example.com"
 
@@ -142,12 +140,12 @@ _OVERFLOWING = """() => {
 
 
 def test_a_return_inside_the_theme(live_app, shopify_shop):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     OUTPUT.mkdir(exist_ok=True)
     seen: list[str] = []
     problems: list[str] = []
-    with sync_playwright() as p:
+    def walk(p):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
@@ -219,5 +217,7 @@ def test_a_return_inside_the_theme(live_app, shopify_shop):
             context.close()
         finally:
             browser.close()
+
+    with_playwright(walk)
     assert not problems, "\n".join(problems + seen)
     assert all(" -> 5" not in line for line in seen), seen

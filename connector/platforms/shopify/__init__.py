@@ -20,8 +20,14 @@ Modules, one job each:
     webhooks      POST /shopify/webhooks: verify, dedupe, store, enqueue
     handlers      what each webhook topic does (orders, refunds, returns, compliance, uninstall)
     compliance    the privacy topics on our data: customer export, redaction, shop deletion
-    proxy         the storefront app proxy (/apps/returns -> the portal, inside the theme)
+    proxy         the storefront app proxy (/apps/returns -> the portal, inside the theme), with
+                  proxy_gate (WSGI: verify, rewrite to the portal), proxy_session (cookieless
+                  session), proxy_urls, proxy_page (Liquid-safe body), proxy_assets (scoped CSS)
     adapter       the PlatformAdapter: native returns, reverse deliveries, dispositions, refunds
+    returns_mapping  returns, refunds and payments as plain data (pure functions)
+    reasons       our reason codes <-> Shopify's return reason definitions
+    returns_mirror   returns made or changed in Shopify's own interface, mirrored here
+    commands      `connector shopify status|backfill`
     web           registers the blueprints on the app
 
 The API version is pinned here and nowhere else.

@@ -50,7 +50,6 @@ from connector.db import session
 from connector.dbtypes import utcnow
 from connector.platforms.shopify import compliance, credentials, rest_mapping
 from connector.platforms.shopify.rest_mapping import PayloadError, RestRefund
-from connector.returns import lifecycle as lc
 from connector.returns import services
 from connector.returns.context import runtime
 from connector.returns.models import Order, Refund, Return, Shop, WebhookDelivery
@@ -222,36 +221,14 @@ def refund_created(shop: Shop, payload: dict[str, Any], delivery: WebhookDeliver
 
 
 def _settle(shop: Shop, refund: Refund, seen: RestRefund) -> None:
-    """Shopify shows our refund applied: record it as succeeded exactly once (the conditional
+    """Shopify shows our refund applied: record it as succeeded, once (the service's conditional
     update makes a second delivery, or the refund job finishing at the same time, a no-op)."""
     was = refund.state
-    if was == "succeeded":
-        if not refund.platform_refund_id:
-            refund.platform_refund_id = seen.platform_id
-            session.commit()
+    if not services.mark_refund_succeeded(refund, seen.platform_id, manual=refund.manual, seen_in="refunds/create"):
         return
-    claimed = session.execute(update(Refund).where(Refund.id == refund.id, Refund.state == was).values(
-        state="succeeded", platform_refund_id=seen.platform_id, completed_at=utcnow(), error=None)).rowcount
-    if claimed != 1:
-        session.rollback()
-        return
-    session.refresh(refund)
-    ret = session.get(Return, refund.return_id)
-    lc.record(ret, "refund", actor="system", public=False,
-              data={"amount": str(refund.amount), "currency": refund.currency, "manual": refund.manual,
-                    "platform_refund_id": seen.platform_id, "seen_in": "refunds/create"})
-    notify = False
-    if ret.state in services.REFUNDABLE_STATES:
-        lc.transition(ret, lc.REFUNDED, actor="system", data={"amount": str(refund.amount),
-                                                               "currency": refund.currency})
-        notify = True
-    if ret.pending_step == "refund":
-        ret.pending_step, ret.pending_until = None, None
-    session.commit()
-    if notify:
-        runtime.enqueue("notify", return_id=ret.id, kind=lc.REFUNDED)
     if was == "failed":
         # Recorded as failed, yet Shopify applied it: a later attempt may have refunded again.
+        ret = session.get(Return, refund.return_id)
         runtime.enqueue("alert_merchant", shop_id=shop.id,
                         subject=f"{ret.rma}: a refund recorded as failed was applied by Shopify",
                         text=f"Shopify shows refund {seen.platform_id} ({refund.amount} {refund.currency}) "

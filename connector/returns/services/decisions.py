@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from connector.db import session
 from connector.returns import lifecycle as lc
-from connector.returns.context import _, runtime
+from connector.returns.context import _
 from connector.returns.models import Return, Shipment
 from connector.returns.policy import should_auto_approve
 from connector.returns.services.base import (ServiceError, ValidationError, _enqueue_all, _set_pending, _shop,

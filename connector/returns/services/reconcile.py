@@ -3,17 +3,20 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from connector.db import session
 from connector.returns import lifecycle as lc
 from connector.returns.context import runtime
-from connector.returns.models import Return
+from connector.returns.models import Return, WebhookDelivery
 from connector.returns.services.base import STEP_DEADLINE, _enqueue_all, now_utc
 from connector.returns.services.platform import unsynced_returns
 
 
 DRAFT_LIFETIME = timedelta(days=7)
+# Received webhooks hold customer data; they are kept for dedupe and inspection this long. The
+# platforms resend for at most 48 hours, so a month is far beyond any redelivery.
+DELIVERY_RETENTION = timedelta(days=30)
 
 
 def reconcile(now: datetime | None = None) -> dict[str, int]:
@@ -56,3 +59,12 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
     jobs += [("sync_platform", {"return_id": return_id}) for return_id in unsynced]
     _enqueue_all(jobs)
     return counts
+
+
+def purge_deliveries(now: datetime | None = None) -> int:
+    """Delete processed webhook deliveries older than DELIVERY_RETENTION; how many went."""
+    cutoff = (now or now_utc()) - DELIVERY_RETENTION
+    gone = session.execute(delete(WebhookDelivery).where(WebhookDelivery.processed_at.is_not(None),
+                                                         WebhookDelivery.received_at < cutoff)).rowcount
+    session.commit()
+    return gone

@@ -153,29 +153,65 @@ def execute_refund(refund_id: int) -> Refund | None:
         if result is None:
             result = adapter.refund(ret.order, plan_of(refund), refund.idempotency_key, ret=ret)
     except PlatformError as exc:
-        result = None
-        refund.error = str(exc)[:2000]
-        refund.state = "unknown" if exc.retryable else "failed"
-    if result is not None:
-        refund.state = result.status
-        refund.platform_refund_id = result.platform_refund_id
-        refund.manual = result.manual
-        refund.error = result.message if result.status != "succeeded" else None
-    if refund.state == "succeeded":
-        refund.completed_at = now_utc()
-        lc.record(ret, "refund", actor="system", public=False,
-                  data={"amount": str(refund.amount), "currency": refund.currency, "manual": refund.manual,
-                        "platform_refund_id": refund.platform_refund_id})
-        if ret.state in REFUNDABLE_STATES:
-            lc.transition(ret, lc.REFUNDED, actor="system", data={"amount": str(refund.amount),
-                                                                   "currency": refund.currency})
-        _set_pending(ret, None)
-    elif refund.state == "failed":
-        lc.record(ret, "refund_failed", actor="system", data={"error": refund.error})
+        state, error, result = ("unknown" if exc.retryable else "failed"), str(exc)[:2000], None
+    else:
+        if result.status == "succeeded":
+            mark_refund_succeeded(refund, result.platform_refund_id, manual=result.manual)
+            return refund
+        state, error = result.status, result.message
+    # Conditional, like the success: the platform's webhook may have settled it meanwhile.
+    moved = session.execute(update(Refund).where(Refund.id == refund.id, Refund.state.in_(("pending", "unknown")))
+                            .values(state=state, error=error,
+                                    platform_refund_id=result.platform_refund_id if result else None)
+                            .execution_options(synchronize_session=False)).rowcount
+    if moved != 1:
+        session.rollback()
+        return refund
+    session.refresh(refund)
+    if state == "failed":
+        lc.record(ret, "refund_failed", actor="system", data={"error": error})
         _set_pending(ret, None)
     else:
         _set_pending(ret, "refund", _backoff(refund.attempts))
     session.commit()
-    if refund.state == "succeeded":
-        runtime.enqueue("notify", return_id=ret.id, kind=lc.REFUNDED)
     return refund
+
+
+def mark_refund_succeeded(refund: Refund, platform_refund_id: str | None, *, manual: bool = False,
+                          seen_in: str | None = None) -> bool:
+    """Record `refund` as applied by the platform, exactly once; True when this call recorded it.
+
+    Both the refund job and the platform's own report of the refund (Shopify's refunds/create
+    webhook, `seen_in`) come here; the conditional UPDATE from the state this worker read makes the
+    second of two simultaneous reports a no-op, so the timeline, the state change and the shopper's
+    mail happen once.
+    """
+    session.refresh(refund)
+    was = refund.state
+    if was == "succeeded":
+        if platform_refund_id and not refund.platform_refund_id:
+            refund.platform_refund_id = platform_refund_id
+            session.commit()
+        return False
+    claimed = session.execute(update(Refund).where(Refund.id == refund.id, Refund.state == was).values(
+        state="succeeded", platform_refund_id=platform_refund_id, manual=manual, completed_at=now_utc(), error=None)
+        .execution_options(synchronize_session=False)).rowcount
+    if claimed != 1:
+        session.rollback()
+        return False
+    session.refresh(refund)
+    ret = session.get(Return, refund.return_id)
+    session.refresh(ret)
+    data = {"amount": str(refund.amount), "currency": refund.currency, "manual": manual,
+            "platform_refund_id": platform_refund_id}
+    lc.record(ret, "refund", actor="system", public=False, data={**data, "seen_in": seen_in} if seen_in else data)
+    refunded = ret.state in REFUNDABLE_STATES
+    if refunded:
+        lc.transition(ret, lc.REFUNDED, actor="system", data={"amount": str(refund.amount),
+                                                               "currency": refund.currency})
+    if ret.pending_step == "refund":
+        _set_pending(ret, None)
+    session.commit()
+    if refunded:
+        runtime.enqueue("notify", return_id=ret.id, kind=lc.REFUNDED)
+    return True
