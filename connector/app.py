@@ -81,6 +81,8 @@ def build_app(config: Config | None = None) -> Flask:
     csrf.exempt(api_bp)  # API-key authenticated JSON, no cookies
     from connector.platforms.shopify.web import register as register_shopify
     register_shopify(app, csrf)
+    from connector.platforms.woocommerce.web import register as register_woocommerce
+    register_woocommerce(app, csrf)
 
     _wire_domain(app, config)
 

@@ -97,7 +97,7 @@ def test_sync_explains_standalone_shops(app, shop):
 
 def test_unbuilt_platforms_say_so(app, shop):
     from connector.platforms.registry import adapter_for
-    shop.platform = "woocommerce"
+    shop.platform = "magento"
     with pytest.raises(NotImplementedError, match="not built yet"):
         adapter_for(shop)
 
