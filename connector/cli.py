@@ -135,6 +135,27 @@ def shopify_backfill(shop: str, restart: bool):
         run_backfill(shop, restart=restart)
 
 
+# --------------------------------------------------------------------------- woocommerce
+
+@main.group()
+def woocommerce():
+    """WooCommerce stores: connect with REST keys made by hand."""
+
+
+@woocommerce.command("connect")
+@click.argument("store_url")
+@click.option("--shop", "handle", default=None, help="Shop handle (made from the store's host when omitted).")
+@click.option("--consumer-key", required=True, help="ck_... (WooCommerce > Settings > Advanced > REST API, read/write).")
+@click.option("--consumer-secret", required=True, help="cs_...")
+def woocommerce_connect(store_url: str, handle: str | None, consumer_key: str, consumer_secret: str):
+    """Connect STORE_URL: store the keys sealed, create the webhooks, import the orders now."""
+    from connector.platforms.woocommerce.commands import run_connect
+    app = _app()
+    with app.app_context():
+        run_connect(store_url, handle=handle, consumer_key=consumer_key, consumer_secret=consumer_secret,
+                    production=app.config["CONNECTOR"].is_production)
+
+
 # --------------------------------------------------------------------------- carriers
 
 @main.command()

@@ -39,6 +39,8 @@ class Config:
     # How far back the install backfill reaches (days); orders older than 60 days need the
     # read_all_orders scope.
     shopify_backfill_days: int = 365
+    # How far back a WooCommerce store's first backfill reaches (days, by order modification date).
+    woocommerce_backfill_days: int = 365
     # Upper bound of any request body (photos included); Flask answers 413 above it.
     max_content_length: int = 16 * 1024 * 1024
     max_photo_bytes: int = 8 * 1024 * 1024
@@ -71,6 +73,7 @@ class Config:
             shopify_api_secret=env.get("SHOPIFY_API_SECRET") or None,
             shopify_api_secret_previous=env.get("SHOPIFY_API_SECRET_PREVIOUS") or None,
             shopify_backfill_days=int(env.get("SHOPIFY_BACKFILL_DAYS", "365") or 365),
+            woocommerce_backfill_days=int(env.get("WOOCOMMERCE_BACKFILL_DAYS", "365") or 365),
             jobs_immediate=env.get("JOBS_IMMEDIATE", "") in ("1", "true", "yes"),
             proxy_hops=int(env.get("PROXY_HOPS", "0") or 0),
             file_storage=env.get("FILE_STORAGE", ""),

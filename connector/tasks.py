@@ -83,9 +83,33 @@ def sync_platform(return_id: int):
 
 @huey.task(retries=5, retry_delay=60)
 @in_app_context
+def platform_notes(return_id: int):
+    """Write the return's milestones on the platform's order as notes (capabilities.order_notes),
+    in the shop's language."""
+    from flask_babel import force_locale
+
+    ret = db.session.get(Return, return_id)
+    if ret is None:
+        return
+    shop = db.session.get(Shop, ret.shop_id)
+    with force_locale((shop.locale if shop else None) or "en"):
+        services.write_order_notes(return_id)
+
+
+@huey.task(retries=5, retry_delay=60)
+@in_app_context
 def shopify_webhook(delivery_id: int):
     """Process one stored Shopify webhook delivery (connector.platforms.shopify.handlers)."""
     from connector.platforms.shopify.handlers import process_delivery
+
+    process_delivery(delivery_id)
+
+
+@huey.task(retries=5, retry_delay=60)
+@in_app_context
+def woocommerce_webhook(delivery_id: int):
+    """Process one stored WooCommerce webhook delivery (connector.platforms.woocommerce.handlers)."""
+    from connector.platforms.woocommerce.handlers import process_delivery
 
     process_delivery(delivery_id)
 
@@ -103,9 +127,11 @@ def poll_tracking(shipment_id: int):
 def reconcile():
     from connector import ratelimit
     from connector.platforms.shopify.handlers import redrive_deliveries
+    from connector.platforms.woocommerce.handlers import redrive_deliveries as redrive_woocommerce
 
     counts = services.reconcile()
     counts["shopify_webhooks"] = redrive_deliveries()
+    counts["woocommerce_webhooks"] = redrive_woocommerce()
     ratelimit.purge()
     if any(counts.values()):
         log.info("reconciler re-drove %s", counts)
@@ -188,6 +214,69 @@ def shopify_catch_up_all():
         shopify_backfill(shop_id)
 
 
+@huey.task(retries=3, retry_delay=60)
+@in_app_context
+def woocommerce_setup(shop_id: int):
+    """After a store delivered its keys: check them, create the webhooks, start the backfill
+    (connector.platforms.woocommerce.connect.first_setup)."""
+    from connector.platforms.woocommerce import connect
+
+    shop = db.session.get(Shop, shop_id)
+    if shop is not None and shop.platform == "woocommerce":
+        connect.first_setup(shop)
+
+
+@huey.task(retries=3, retry_delay=60)
+@in_app_context
+def woocommerce_backfill(shop_id: int):
+    """A WooCommerce store's order backfill, page by page (connector.platforms.woocommerce.sync);
+    a retry resumes at the page it had reached."""
+    from connector.platforms.woocommerce import sync
+    from connector.platforms.woocommerce.errors import WooError
+
+    shop = db.session.get(Shop, shop_id)
+    if shop is None or not shop.active or shop.platform != "woocommerce":
+        return
+    try:
+        sync.backfill(shop)
+    except WooError as exc:
+        if exc.retryable:
+            raise
+        log.warning("woocommerce backfill for shop %s stopped: %s", shop_id, exc)
+
+
+@huey.task(retries=2, retry_delay=120)
+@in_app_context
+def woocommerce_poll(shop_id: int):
+    """Read a store's orders changed since its last poll (WooCommerce never retries a webhook);
+    about hourly, check its webhooks too and repair them."""
+    from connector.platforms.woocommerce import connect, sync
+    from connector.platforms.woocommerce.errors import WooError
+
+    shop = db.session.get(Shop, shop_id)
+    if shop is None or not shop.active or shop.platform != "woocommerce":
+        return
+    try:
+        if sync.setup_due(shop):
+            connect.setup(shop)
+        sync.poll(shop)
+    except WooError as exc:
+        db.session.rollback()
+        if exc.retryable:
+            raise
+        log.warning("woocommerce poll for shop %s failed: %s", shop_id, exc)
+
+
+@huey.periodic_task(crontab(minute="*/5"))
+@in_app_context
+def woocommerce_poll_all():
+    """Every 5 minutes: a poll job per active WooCommerce store."""
+    from connector.platforms.woocommerce import sync
+
+    for shop_id in sync.poll_shop_ids():
+        woocommerce_poll(shop_id)
+
+
 JOBS = {
     "fulfil_shipment": fulfil_shipment,
     "execute_refund": execute_refund,
@@ -197,10 +286,16 @@ JOBS = {
     "alert_merchant": alert_merchant,
     "poll_tracking": poll_tracking,
     "sync_platform": sync_platform,
+    "platform_notes": platform_notes,
     "shopify_backfill": shopify_backfill,
     "shopify_catch_up": shopify_catch_up,
     "shopify_catch_up_all": shopify_catch_up_all,
     "shopify_webhook": shopify_webhook,
+    "woocommerce_webhook": woocommerce_webhook,
+    "woocommerce_setup": woocommerce_setup,
+    "woocommerce_backfill": woocommerce_backfill,
+    "woocommerce_poll": woocommerce_poll,
+    "woocommerce_poll_all": woocommerce_poll_all,
 }
 
 

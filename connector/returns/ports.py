@@ -112,6 +112,12 @@ class PlatformCapabilities:
     native_returns: bool = False
     exchanges: bool = False
     manual_refunds_only: bool = False
+    # The return's milestones are written to the platform's order as notes (`add_note`), from
+    # services.platform.write_order_notes (WooCommerce: it has no native returns to keep in step).
+    order_notes: bool = False
+    # `refund(..., manual=True)` records a refund on the platform without moving money, for a
+    # payment the platform cannot refund automatically (services.request_refund(manual=True)).
+    manual_refunds: bool = False
 
 
 class PlatformError(Exception):
@@ -131,7 +137,9 @@ class PlatformAdapter(Protocol):
     "REQUESTED") once the return was approved here, `close_return` cancels or declines it,
     `attach_tracking` sets `shipment.platform_id`,
     `restock` reports graded lines and marks each `line.platform_data["disposed"]`. `refund` sends
-    `plan` once under `key`; `find_refund` tells whether a refund with `key` already exists."""
+    `plan` once under `key`; `find_refund` tells whether a refund with `key` already exists.
+    Adapters with `capabilities.manual_refunds` also take `refund(..., manual=True)`; with
+    `capabilities.order_notes`, `add_note` writes the return's milestones on the order."""
 
     key: str
     capabilities: PlatformCapabilities

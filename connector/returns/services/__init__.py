@@ -18,7 +18,7 @@ from connector.returns.services.drafts import (ItemChoice, MethodOption, checkli
 from connector.returns.services.orders import (LineOption, find_order_for_login, line_options,
                                                normalise_postcode, orders_for_customer, orders_for_email,
                                                reasons_tree, upsert_order)
-from connector.returns.services.platform import retry_platform_sync, sync_return
+from connector.returns.services.platform import retry_platform_sync, sync_return, write_order_notes
 from connector.returns.services.reconcile import reconcile
 from connector.returns.services.refunds import (REFUNDABLE_STATES, execute_refund, mark_refund_succeeded, plan_of,
                                                 refund_preview, request_refund)
@@ -35,5 +35,5 @@ __all__ = [
     "now_utc", "orders_for_customer", "orders_for_email", "pickup_day", "plan_of", "policy_of", "qr_bytes",
     "reasons_tree", "reconcile", "refresh_tracking", "refund_preview", "reject", "request_refund", "retry_platform_sync", "retry_shipment", "set_instructions",
     "set_items", "set_method", "set_selfship_tracking", "start_draft", "sync_return", "timeline", "upsert_order",
-    "validate_address", "void_shipment",
+    "validate_address", "void_shipment", "write_order_notes",
 ]

@@ -17,8 +17,9 @@ from sqlalchemy import or_, select, update
 
 from connector.db import session
 from connector.returns import lifecycle as lc
-from connector.returns.context import runtime
-from connector.returns.models import Return, Shop
+from connector.returns.context import _, runtime
+from connector.returns.models import Refund, Return, Shop
+from connector.returns.money import quantize
 from connector.returns.ports import PlatformError
 from connector.returns.services.base import _enqueue_all, _shop, now_utc
 
@@ -31,11 +32,22 @@ REFUSED = "REFUSED"  # platform_status when the platform refused to open it; wai
 
 
 def platform_jobs(ret: Return) -> list[tuple[str, dict]]:
-    """The job that brings the platform up to date with `ret`, when its platform keeps returns."""
+    """The jobs that bring the platform up to date with `ret`: the native return's sync when the
+    platform keeps returns, the order notes when it takes notes (`note_jobs`)."""
     shop = session.get(Shop, ret.shop_id)
-    if shop is None or not runtime.adapter(shop).capabilities.native_returns:
+    if shop is None:
         return []
-    return [("sync_platform", {"return_id": ret.id})]
+    jobs = [("sync_platform", {"return_id": ret.id})] if runtime.adapter(shop).capabilities.native_returns else []
+    return jobs + note_jobs(ret)
+
+
+def note_jobs(ret: Return) -> list[tuple[str, dict]]:
+    """The job that writes the return's milestones to the platform's order as notes, when the
+    platform takes notes (capabilities.order_notes; WooCommerce)."""
+    shop = session.get(Shop, ret.shop_id)
+    if shop is None or not runtime.adapter(shop).capabilities.order_notes:
+        return []
+    return [("platform_notes", {"return_id": ret.id})]
 
 
 def sync_return(return_id: int) -> Return | None:
@@ -152,3 +164,118 @@ def retry_platform_sync(ret: Return, actor: str) -> None:
     lc.record(ret, "platform_sync_retried", actor=actor, public=False)
     session.commit()
     _enqueue_all(platform_jobs(ret))
+
+
+# ---------------------------------------------------------------------------- order notes
+#
+# A platform without native returns (WooCommerce) gets the return's milestones as order notes, so
+# the merchant's own system has them: created (items, reasons, comments), label and tracking,
+# received, graded, refunded. Which milestones are due is read from the return itself, so one job
+# body serves every hook (platform_jobs runs after confirm, approve, label, selfship tracking,
+# grading; note_jobs after receipt and refund) and a lost job is made up by the next one.
+# Each note sent is recorded as an Event "platform_note" {"kind": ...} after the platform took it:
+# at-least-once (a worker dying between the two, or two workers on the same return at the same
+# moment, may write a note twice), which is acceptable for notes and never loses one.
+
+NOTE_KINDS = ("created", "label", "received", "graded", "refunded")
+
+
+def due_notes(ret: Return) -> list[tuple[str, str]]:
+    """(kind, text) of the milestones `ret` has reached whose note was not written yet, in order.
+    A refund's kind carries its id ("refunded-7"): each refund gets its note."""
+    done = {(e.data or {}).get("kind") for e in ret.events if e.kind == "platform_note"}
+    notes: list[tuple[str, str]] = []
+    if ret.state == lc.DRAFT or ret.confirmed_at is None:
+        return notes
+    reached = {(e.data or {}).get("to") for e in ret.events if e.kind == "state"}
+    notes.append(("created", _note_created(ret)))
+    shipment = ret.shipment
+    if shipment is not None and shipment.tracking_number:
+        notes.append(("label", _note_tracking(ret, shipment)))
+    if lc.RECEIVED in reached:
+        notes.append(("received", _note_received(ret)))
+    if ret.lines and all(line.grade for line in ret.lines):
+        notes.append(("graded", _note_graded(ret)))
+    # Queried, not `ret.refunds`: loading that collection here would leave it stale in the
+    # session (objects outlive commits) for the refund code that runs after.
+    for refund in session.scalars(select(Refund).where(Refund.shop_id == ret.shop_id, Refund.return_id == ret.id,
+                                                       Refund.state == "succeeded").order_by(Refund.id)):
+        notes.append((f"refunded-{refund.id}", _note_refunded(ret, refund)))
+    return [(kind, text) for kind, text in notes if kind not in done]
+
+
+def write_order_notes(return_id: int) -> Return | None:
+    """Job body: write the due milestone notes of the return on its platform order, each once.
+
+    Raises PlatformError when a retryable call fails (the job runner retries); a refused note is
+    recorded on the timeline ("platform_note_failed") and not retried. The caller sets the
+    shop's language (tasks.platform_notes uses force_locale)."""
+    ret = session.get(Return, return_id)
+    if ret is None:
+        return None
+    adapter = runtime.adapter(_shop(ret))
+    if not adapter.capabilities.order_notes:
+        return ret
+    for kind, text in due_notes(ret):
+        try:
+            adapter.add_note(ret.order, text)
+        except PlatformError as exc:
+            session.rollback()
+            if exc.retryable:
+                raise
+            lc.record(ret, "platform_note_failed", actor="system", public=False,
+                      data={"kind": kind, "error": str(exc)[:2000]})
+            session.commit()
+            log.warning("return %s: order note %s refused: %s", ret.id, kind, exc)
+            continue
+        lc.record(ret, "platform_note", actor="system", public=False, data={"kind": kind})
+        session.commit()
+    return ret
+
+
+def _items(ret: Return, quantity) -> str:
+    return "; ".join(f"{quantity(line)} × {line.order_line.title}" for line in ret.lines)
+
+
+def _note_created(ret: Return) -> str:
+    locale = _shop(ret).locale or "en"  # the merchant reads the notes: the shop's language
+    parts = []
+    for line in ret.lines:
+        text = f"{line.quantity} × {line.order_line.title}"
+        if line.reason is not None:
+            text += f" ({line.reason.label(locale)})"
+        if line.comment:
+            text += f": “{line.comment}”"
+        parts.append(text)
+    if ret.is_withdrawal:
+        return _("Return %(rma)s requested (withdrawal from the contract): %(items)s", rma=ret.rma,
+                 items="; ".join(parts))
+    return _("Return %(rma)s requested: %(items)s", rma=ret.rma, items="; ".join(parts))
+
+
+def _note_tracking(ret: Return, shipment) -> str:
+    carrier = shipment.carrier_ref if shipment.method == "selfship" and shipment.carrier_ref else shipment.carrier
+    text = _("Return %(rma)s: return label created, tracking number %(tracking)s (%(carrier)s)", rma=ret.rma,
+             tracking=shipment.tracking_number, carrier=carrier)
+    return f"{text} {shipment.tracking_url}" if shipment.tracking_url else text
+
+
+def _note_received(ret: Return) -> str:
+    return _("Return %(rma)s received: %(items)s", rma=ret.rma, items=_items(
+        ret, lambda line: line.quantity if line.received_quantity is None else line.received_quantity))
+
+
+def _note_graded(ret: Return) -> str:
+    items = "; ".join(f"{line.order_line.title}: {line.grade}, {line.disposition or ''}".rstrip(", ")
+                      for line in ret.lines)
+    return _("Return %(rma)s graded: %(items)s", rma=ret.rma, items=items)
+
+
+def _note_refunded(ret: Return, refund) -> str:
+    if refund.manual:
+        return _("Return %(rma)s: manual refund of %(amount)s %(currency)s recorded; the customer is paid "
+                 "back outside the payment gateway", rma=ret.rma, amount=quantize(refund.amount, refund.currency),
+                 currency=refund.currency)
+    return _("Return %(rma)s refunded: %(amount)s %(currency)s", rma=ret.rma,
+             amount=quantize(refund.amount, refund.currency),
+             currency=refund.currency)

@@ -13,9 +13,11 @@ from connector.returns.models import Refund, Return
 from connector.returns.money import ZERO
 from connector.returns.ports import PlatformError, RefundPlan, RefundPlanLine
 from connector.returns.refunds import LineInput, plan_refund
-from connector.returns.services.base import ServiceError, _backoff, _set_pending, _shop, now_utc, policy_of
+from connector.returns.services.base import (ServiceError, _backoff, _enqueue_all, _set_pending, _shop, now_utc,
+                                             policy_of)
 from connector.returns.services.drafts import _shop_fault
 from connector.returns.services.orders import _units_held
+from connector.returns.services.platform import note_jobs
 
 
 def _order_refunds(ret: Return) -> list[Refund]:
@@ -67,13 +69,18 @@ def refund_preview(ret: Return) -> RefundPlan:
 REFUNDABLE_STATES = (lc.RECEIVED, lc.INSPECTED)
 
 
-def request_refund(ret: Return, actor: str) -> Refund:
+def request_refund(ret: Return, actor: str, *, manual: bool = False) -> Refund:
     """Create the return's refund exactly once and queue its execution.
 
     The row, with its idempotency key, is committed before the platform is called. A second click,
     a second tab or a race finds the same row: the key is derived from the return and the count of
     failed attempts, and is unique in the table.
+    `manual` (platforms with `capabilities.manual_refunds`, e.g. a WooCommerce gateway that cannot
+    refund automatically): the refund is recorded on the platform without moving money, and the
+    merchant pays the customer back.
     """
+    if manual and not runtime.adapter(_shop(ret)).capabilities.manual_refunds:
+        raise ServiceError(_("This shop's platform cannot record a manual refund."))
     live = session.scalar(select(Refund).where(Refund.shop_id == ret.shop_id, Refund.return_id == ret.id,
                                                Refund.state.in_(("pending", "succeeded", "unknown"))))
     if live is not None:
@@ -90,7 +97,7 @@ def request_refund(ret: Return, actor: str) -> Refund:
                     shipping_amount=plan.shipping,
                     deductions=[{"code": d.code, "label": d.label, "amount": str(d.amount)} for d in plan.deductions],
                     method=plan.method, idempotency_key=f"rc-{ret.shop_id}-{ret.id}-{failed + 1}",
-                    state="pending", requested_by=actor)
+                    state="pending", requested_by=actor, manual=manual)
     session.add(refund)
     try:
         session.flush()
@@ -99,7 +106,8 @@ def request_refund(ret: Return, actor: str) -> Refund:
         return session.scalar(select(Refund).where(Refund.shop_id == ret.shop_id, Refund.return_id == ret.id)
                               .order_by(Refund.id.desc()))
     lc.record(ret, "refund_requested", actor=actor, data={"amount": str(plan.total), "currency": plan.currency,
-                                                          "key": refund.idempotency_key})
+                                                          "key": refund.idempotency_key,
+                                                          **({"manual": True} if manual else {})})
     _set_pending(ret, "refund")
     session.commit()
     runtime.enqueue("execute_refund", refund_id=refund.id)
@@ -151,7 +159,8 @@ def execute_refund(refund_id: int) -> Refund | None:
     try:
         result = adapter.find_refund(ret.order, refund.idempotency_key) if refund.attempts > 1 else None
         if result is None:
-            result = adapter.refund(ret.order, plan_of(refund), refund.idempotency_key, ret=ret)
+            extra = {"manual": True} if refund.manual else {}  # only adapters with manual_refunds take it
+            result = adapter.refund(ret.order, plan_of(refund), refund.idempotency_key, ret=ret, **extra)
     except PlatformError as exc:
         state, error, result = ("unknown" if exc.retryable else "failed"), str(exc)[:2000], None
     else:
@@ -214,4 +223,5 @@ def mark_refund_succeeded(refund: Refund, platform_refund_id: str | None, *, man
     session.commit()
     if refunded:
         runtime.enqueue("notify", return_id=ret.id, kind=lc.REFUNDED)
+    _enqueue_all(note_jobs(ret))  # the "refunded" order note, on platforms that take notes
     return True

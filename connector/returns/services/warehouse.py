@@ -7,7 +7,7 @@ from connector.returns.context import _, runtime
 from connector.returns.models import Return
 from connector.returns.services.base import (MAX_COMMENT, ServiceError, ValidationError, _enqueue_all,
                                              _set_pending, _shop, policy_of)
-from connector.returns.services.platform import platform_jobs
+from connector.returns.services.platform import note_jobs, platform_jobs
 from connector.returns.services.refunds import request_refund
 
 
@@ -33,6 +33,7 @@ def mark_received(ret: Return, actor: str, quantities: dict[int, int] | None = N
     _set_pending(ret, None)
     session.commit()
     runtime.enqueue("notify", return_id=ret.id, kind=lc.RECEIVED)
+    _enqueue_all(note_jobs(ret))  # the "received" order note, on platforms that take notes
     if policy_of(_shop(ret)).refund_trigger == "received":
         request_refund(ret, "system")
 
