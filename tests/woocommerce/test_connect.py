@@ -112,7 +112,8 @@ def test_callback_stores_keys_sealed_answers_200_empty_then_sets_up(client, app,
     assert creds.consumer_key == "ck_d48f835b6307eff23a03467f7926d4421fa1b7a7" and creds.key_id == 2
     assert creds.webhook_secret and creds.plugin_secret
     # after the answer: keys checked, webhooks created with the secret, backfill run
-    created = [json.loads(c.request.body) for c in rsps.calls if c.request.method == "POST"]
+    created = [json.loads(c.request.body) for c in rsps.calls
+               if c.request.method == "POST" and "/wc/v3/webhooks" in c.request.url]
     assert sorted(h["topic"] for h in created) == sorted(connect.TOPICS)
     assert all(h["secret"] == creds.webhook_secret for h in created)
     assert {h["delivery_url"] for h in created} == {HOOK_URL.format(handle="shop-example-org")}
@@ -197,3 +198,34 @@ def test_cli_connect_creates_the_shop_and_imports(app, rsps):
     assert shop.handle == "my-store" and shop.active and shop.currency == "EUR"
     assert shop.platform_data["backfill"]["imported"] == 1
     assert "connect" in main.commands["woocommerce"].commands  # a thin wrapper over connect_with_keys
+
+
+def test_the_plugin_gets_its_secret_through_its_own_rest_route(woo_shop, rsps):
+    import json as _json
+
+    import responses as _responses
+
+    from connector.platforms.woocommerce import connect, credentials
+
+    route = "https://store.example.com/wp-json/returns-connector/v1/secret"
+    rsps.add(_responses.POST, route, json={"ok": True, "shop": "alpine-store",
+                                          "portal_url": "https://returns.example.com/portal/alpine-store/"})
+    assert connect.push_plugin_secret(woo_shop) is True
+    sent = _json.loads(rsps.calls[-1].request.body)
+    assert sent == {"shop": "alpine-store", "plugin_secret": credentials.load(woo_shop).plugin_secret,
+                    "portal_url": "https://returns.example.com/portal/alpine-store/"}
+    assert rsps.calls[-1].request.headers["Authorization"].startswith("Basic ")  # the store's own keys
+    assert woo_shop.platform_data["plugin"] == "connected"
+
+
+def test_a_store_without_the_plugin_is_connected_all_the_same(woo_shop, rsps):
+    import responses as _responses
+
+    from connector.platforms.woocommerce import connect
+
+    rsps.add(_responses.POST, "https://store.example.com/wp-json/returns-connector/v1/secret", status=404,
+             json={"code": "rest_no_route", "message": "No route was found matching the URL and request method.",
+                   "data": {"status": 404}})
+    assert connect.push_plugin_secret(woo_shop) is False
+    assert woo_shop.platform_data["plugin"] == "missing"
+    assert "No route was found" in woo_shop.platform_data["plugin_error"]

@@ -422,3 +422,22 @@ def test_each_milestone_is_written_as_an_order_note_once(shop, woo):
     assert texts[4].startswith(f"Return {ret.rma} refunded: ")
     kinds = [e.data["kind"] for e in ret.events if e.kind == "platform_note"]
     assert kinds[:4] == ["created", "label", "received", "graded"] and kinds[4].startswith("refunded-")
+
+
+def test_the_admin_offers_a_manual_refund_after_the_gateway_could_not_refund(client, shop, woo):
+    from tests.admin.conftest import Admin
+
+    woo.order.update(payment_method="bacs", payment_method_title="Direct bank transfer")
+    ret = received(shop)
+    admin = Admin(client, shop.handle)
+    assert admin.login().status_code == 302
+    page = admin.get(f"returns/{ret.id}").get_data(as_text=True)
+    assert "Record a manual refund" not in page  # nothing has failed yet
+    admin.post(f"returns/{ret.id}/refund", page=f"returns/{ret.id}")
+    page = admin.get(f"returns/{ret.id}").get_data(as_text=True)
+    assert "cannot refund automatically" in page and "Record a manual refund" in page
+    admin.post(f"returns/{ret.id}/refund", {"manual": "1"}, page=f"returns/{ret.id}")
+    (sent,) = woo.posts
+    assert sent["api_refund"] is False
+    db.session.refresh(ret)
+    assert ret.state == lc.REFUNDED

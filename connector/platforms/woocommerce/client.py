@@ -166,8 +166,11 @@ class WooClient:
         resp = self.request("GET", endpoint, params=params)
         return _json(resp), resp.headers
 
-    def post(self, endpoint: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
-        return _json(self.request("POST", endpoint, params=params, json=json))
+    def post(self, endpoint: str, json: Any = None, params: dict[str, Any] | None = None, *,
+             namespace: str | None = None) -> Any:
+        """POST `endpoint` (under wc/v3, or under another REST `namespace` that accepts the same
+        keys, such as the plugin's returns-connector/v1)."""
+        return _json(self.request("POST", endpoint, params=params, json=json, namespace=namespace))
 
     def put(self, endpoint: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         return _json(self.request("PUT", endpoint, params=params, json=json))
@@ -197,10 +200,11 @@ class WooClient:
     # -- the wire
 
     def request(self, method: str, endpoint: str, *, params: dict[str, Any] | None = None,
-                json: Any = None) -> requests.Response:
+                json: Any = None, namespace: str | None = None) -> requests.Response:
         if "?" in endpoint or "#" in endpoint:
             raise ValueError("query parameters go in params=, never in the endpoint string")
-        url = self.base + endpoint.lstrip("/")
+        base = f"{self.store_url}/wp-json/{namespace.strip('/')}/" if namespace else self.base
+        url = base + endpoint.lstrip("/")
         method = method.upper()
         query = _flatten(params)
         failures = 0

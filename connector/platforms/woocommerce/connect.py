@@ -286,7 +286,32 @@ def first_setup(shop: Shop, *, client: WooClient | None = None) -> None:
     shop.active = True
     _set(shop, connection="connected", connected_at=_now_iso(), connection_error=None)
     session.commit()
+    push_plugin_secret(shop, client=client)
     runtime.enqueue("woocommerce_backfill", shop_id=shop.id)
+
+
+PLUGIN_NAMESPACE = "returns-connector/v1"
+
+
+def push_plugin_secret(shop: Shop, *, client: WooClient | None = None) -> bool:
+    """Hand the WordPress plugin its shop handle, signing secret and portal URL through the
+    plugin's REST route (authenticated with the store's own API keys). True when the plugin took
+    them; False, recorded for the merchant, when the plugin is not installed or refused: the
+    connection works without it, only the plugin's links and meta box wait for it."""
+    client = client or WooClient.for_shop(shop)
+    creds = credentials.load(shop)
+    portal_url = f"{current_app.config['CONNECTOR'].base_url}/portal/{shop.handle}/"
+    try:
+        client.post("secret", json={"shop": shop.handle, "plugin_secret": creds.plugin_secret,
+                                    "portal_url": portal_url}, namespace=PLUGIN_NAMESPACE)
+    except WooError as exc:
+        log.warning("woocommerce %s: the plugin did not take its secret: %s", shop.domain, exc)
+        _set(shop, plugin="missing" if exc.status == 404 else "refused", plugin_error=str(exc)[:300])
+        session.commit()
+        return False
+    _set(shop, plugin="connected", plugin_error=None)
+    session.commit()
+    return True
 
 
 def setup(shop: Shop, *, client: WooClient | None = None, tell_merchant: bool = True) -> dict[str, str]:
@@ -352,6 +377,7 @@ def connect_with_keys(store_url: str, consumer_key: str, consumer_secret: str, *
     shop.active = True
     _set(shop, connection="connected", connected_at=_now_iso(), connection_error=None, connect_nonce=None)
     session.commit()
+    push_plugin_secret(shop, client=client)
     sync.backfill(shop, client=client, restart=True, progress=progress)
     return shop
 
