@@ -229,3 +229,15 @@ def test_a_store_without_the_plugin_is_connected_all_the_same(woo_shop, rsps):
     assert connect.push_plugin_secret(woo_shop) is False
     assert woo_shop.platform_data["plugin"] == "missing"
     assert "No route was found" in woo_shop.platform_data["plugin_error"]
+
+
+def test_the_connector_has_a_page_to_enter_the_store_address(client):
+    page = client.get("/woocommerce/connect")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'name="store_url"' in html and "Connect your WooCommerce store" in html
+    bad = client.get("/woocommerce/connect", query_string={"store_url": "ftp://nope"})
+    assert bad.status_code == 400 and 'aria-invalid="true"' in bad.get_data(as_text=True)
+    done = client.get("/woocommerce/connected", query_string={"success": "1"})
+    assert done.status_code == 200 and "Store connected" in done.get_data(as_text=True)
+    refused = client.get("/woocommerce/connected", query_string={"success": "0"})
+    assert "not approved" in refused.get_data(as_text=True)

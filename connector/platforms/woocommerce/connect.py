@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from flask import Blueprint, Response, abort, current_app, redirect, request
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request
 from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import select
 
@@ -53,7 +53,7 @@ from connector.returns.models import Shop
 
 log = logging.getLogger("connector.woocommerce.connect")
 
-bp = Blueprint("woocommerce_connect", __name__)
+bp = Blueprint("woocommerce_connect", __name__, template_folder="templates")
 
 APP_NAME = "Returns Connector"
 TOKEN_SALT = "wc-auth"
@@ -177,11 +177,15 @@ def authorize_url(shop: Shop, return_url: str) -> str:
 
 @bp.get("/woocommerce/connect")
 def start():
+    """Without `store_url`: the page where the merchant enters it. With it: on to WooCommerce."""
     cfg = current_app.config["CONNECTOR"]
+    given = request.args.get("store_url")
+    if given is None:
+        return render_template("woocommerce/connect.html", store_url="", error=None)
     try:
-        store_url = normalise_store_url(request.args.get("store_url", ""), production=cfg.is_production)
+        store_url = normalise_store_url(given, production=cfg.is_production)
     except ConnectError as exc:
-        abort(Response(str(exc), status=400, mimetype="text/plain"))
+        return render_template("woocommerce/connect.html", store_url=given[:300], error=str(exc)), 400
     return_url = request.args.get("return_url") or f"{cfg.base_url}/woocommerce/connected"
     if not _allowed_return(return_url, store_url, cfg.base_url):
         abort(Response(_("The return address must be on your store or on this app."), status=400,
@@ -243,7 +247,7 @@ def connected():
     ok = request.args.get("success") == "1"
     text = (_("Your store is connected. Returns Connector now imports your orders; you can close this page.")
             if ok else _("The store was not connected: the access was not approved in WooCommerce."))
-    return Response(text, status=200, mimetype="text/plain")
+    return render_template("woocommerce/connected.html", ok=ok, message=text)
 
 
 # ---------------------------------------------------------------------------- keys and setup
