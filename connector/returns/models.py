@@ -276,6 +276,10 @@ class Refund(Base):
     platform_refund_id: Mapped[str | None] = mapped_column(String(128))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Set while one worker's attempt is in flight (cleared when it ends): another worker may not
+    # start an attempt until it ends or its lease (services.refunds.ATTEMPT_LEASE) runs out, since a
+    # platform without idempotency keys (WooCommerce) cannot tell two sends of one refund apart.
+    attempt_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     requested_by: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

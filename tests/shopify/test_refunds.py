@@ -236,6 +236,8 @@ def test_a_worker_dying_mid_refund_is_redriven_and_finds_the_applied_refund(shop
     (row,) = refund_rows(ret)
     assert row.state == "pending" and row.attempts == 1 and row.platform_refund_id is None
     assert len(fake.refunds) == 1
+    row.attempt_started_at = now() - timedelta(minutes=11)  # the dead worker's lease ran out
+    db.session.commit()
     assert services.reconcile(now=now() + timedelta(hours=1))["refund"] == 1
     assert len(shopify.calls("RefundCreate")) == 1 and len(shopify.calls("OrderRefunds")) == 1
     assert_exactly_one_refund(fake, shopify, row)

@@ -392,6 +392,13 @@ def test_a_worker_dying_mid_refund_is_redriven_and_finds_the_refund(shop, woo, m
     ret = db.session.get(Return, return_id)
     (row,) = refund_rows(ret)
     assert row.state == "pending" and row.attempts == 1 and row.platform_refund_id is None
+    # While the dead worker's lease runs, nobody else may start an attempt (it might still be
+    # sending); WooCommerce has no idempotency key to catch a second send.
+    services.execute_refund(row.id)
+    db.session.refresh(row)
+    assert row.attempts == 1 and len(woo.posts) == 1
+    row.attempt_started_at = now() - timedelta(minutes=11)  # the lease ran out: the worker is gone
+    db.session.commit()
     assert services.reconcile(now=now() + timedelta(hours=1))["refund"] == 1
     assert len(woo.posts) == 1
     assert_exactly_one_refund(woo, row)

@@ -1,9 +1,10 @@
 """Refunds: the preview, the exactly-once request, and the job that executes it."""
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.db import session
@@ -65,6 +66,10 @@ def refund_preview(ret: Return) -> RefundPlan:
                        restocking_fee_percent=ZERO if fault else policy.restocking_fee_percent,
                        refundable_remaining=max(order.total - already, ZERO), method=ret.refund_method)
 
+
+# The longest one refund attempt may take (platform calls with their retries); a worker that died
+# mid-attempt holds the refund this long before the reconciler's next attempt may start.
+ATTEMPT_LEASE = timedelta(minutes=10)
 
 REFUNDABLE_STATES = (lc.RECEIVED, lc.INSPECTED)
 
@@ -129,14 +134,19 @@ def plan_of(refund: Refund) -> RefundPlan:
 
 
 def _claim_attempt(refund: Refund) -> bool:
-    """Count the attempt with a conditional UPDATE: of two workers that read the same attempt
+    """Start an attempt with a conditional UPDATE: of two workers that read the same attempt
     count, exactly one goes on (a plain `attempts += 1` lets both write 1, and neither would look
-    the refund up on the platform before sending it)."""
+    the refund up on the platform before sending it). While an attempt is in flight no other may
+    start, until it ends or its lease runs out (a dead worker): a second worker would otherwise
+    look the refund up before the first one's send landed, find nothing, and send it again, which
+    a platform without idempotency keys (WooCommerce) would apply twice."""
     session.refresh(refund)  # the session keeps objects across commits: read the count afresh
     seen = refund.attempts
-    claimed = session.execute(update(Refund).where(Refund.id == refund.id, Refund.attempts == seen,
-                                                   Refund.state.in_(("pending", "unknown")))
-                              .values(attempts=seen + 1).execution_options(synchronize_session=False)).rowcount
+    now = now_utc()
+    claimed = session.execute(update(Refund).where(
+        Refund.id == refund.id, Refund.attempts == seen, Refund.state.in_(("pending", "unknown")),
+        or_(Refund.attempt_started_at.is_(None), Refund.attempt_started_at < now - ATTEMPT_LEASE))
+        .values(attempts=seen + 1, attempt_started_at=now).execution_options(synchronize_session=False)).rowcount
     session.commit()
     session.refresh(refund)
     return claimed == 1
@@ -170,7 +180,7 @@ def execute_refund(refund_id: int) -> Refund | None:
         state, error = result.status, result.message
     # Conditional, like the success: the platform's webhook may have settled it meanwhile.
     moved = session.execute(update(Refund).where(Refund.id == refund.id, Refund.state.in_(("pending", "unknown")))
-                            .values(state=state, error=error,
+                            .values(state=state, error=error, attempt_started_at=None,
                                     platform_refund_id=result.platform_refund_id if result else None)
                             .execution_options(synchronize_session=False)).rowcount
     if moved != 1:
@@ -203,7 +213,8 @@ def mark_refund_succeeded(refund: Refund, platform_refund_id: str | None, *, man
             session.commit()
         return False
     claimed = session.execute(update(Refund).where(Refund.id == refund.id, Refund.state == was).values(
-        state="succeeded", platform_refund_id=platform_refund_id, manual=manual, completed_at=now_utc(), error=None)
+        state="succeeded", platform_refund_id=platform_refund_id, manual=manual, completed_at=now_utc(), error=None,
+        attempt_started_at=None)
         .execution_options(synchronize_session=False)).rowcount
     if claimed != 1:
         session.rollback()
