@@ -448,3 +448,33 @@ def test_the_admin_offers_a_manual_refund_after_the_gateway_could_not_refund(cli
     assert sent["api_refund"] is False
     db.session.refresh(ret)
     assert ret.state == lc.REFUNDED
+
+
+def test_the_plugin_records_a_manual_refund_after_the_gateway_could_not_refund(client, shop, woo):
+    import time
+
+    from connector.platforms.woocommerce import signing
+    from tests.woocommerce.factories import PLUGIN_SECRET
+
+    def signed(method, path, body=b""):
+        stamp = str(int(time.time()))
+        headers = {"X-RC-Shop": shop.handle, "X-RC-Timestamp": stamp,
+                   "X-RC-Signature": signing.sign_request(PLUGIN_SECRET, stamp, method, path, body)}
+        if method == "GET":
+            return client.get(path, headers=headers)
+        return client.post(path, data=body, headers={**headers, "Content-Type": "application/json"})
+
+    woo.order.update(payment_method="bacs", payment_method_title="Direct bank transfer")
+    ret = received(shop)
+    listing = "/woocommerce/plugin/orders/1001/returns"
+    assert signed("GET", listing).get_json()[0]["can_record_manual"] is False
+    first = signed("POST", "/woocommerce/plugin/refund", json.dumps({"return_id": ret.id}).encode()).get_json()
+    assert first["state"] == "failed" and "cannot refund automatically" in first["error"] and woo.posts == []
+    assert signed("GET", listing).get_json()[0]["can_record_manual"] is True
+    manual = signed("POST", "/woocommerce/plugin/refund",
+                    json.dumps({"return_id": ret.id, "manual": True}).encode()).get_json()
+    assert manual["state"] == "succeeded"
+    (sent,) = woo.posts
+    assert sent["api_refund"] is False
+    assert signed("POST", "/woocommerce/plugin/refund",
+                  json.dumps({"return_id": ret.id, "manual": "yes"}).encode()).status_code == 400

@@ -22,7 +22,8 @@ wrong or stale; bodies up to 64 kB, else 413):
     GET  /woocommerce/plugin/orders/<WooCommerce order id>/returns
          -> [{"id", "rma", "state", "state_label", "refund": {...} | null, "can_refund",
               "refund_preview": {...} | null}]   (newest first; [] for an order not synced)
-    POST /woocommerce/plugin/refund   {"return_id": N}
+    POST /woocommerce/plugin/refund   {"return_id": N, "manual": false}  (manual: record a refund paid
+                                      by hand, after the gateway could not refund; "can_record_manual")
          -> {"state", "amount", "currency", "error", "platform_refund_id"}   (404 for another shop's)
 
 Who is the customer. Orders are granted by the WooCommerce customer id only
@@ -65,6 +66,7 @@ from connector.platforms.woocommerce import credentials, signing
 from connector.portal import access
 from connector.returns import lifecycle as lc
 from connector.returns import services
+from connector.returns.context import runtime
 from connector.returns.models import Order, Refund, Return, Shop, UsedToken
 
 log = logging.getLogger(__name__)
@@ -310,8 +312,12 @@ def _return_json(ret: Return) -> dict:
                                       .order_by(Refund.id.desc())))
     live = next((r for r in refunds if r.state in LIVE_REFUND_STATES), None)
     can_refund = ret.state in services.REFUNDABLE_STATES and live is None
+    # After a refund the payment method could not make, the merchant may record one paid by hand.
+    can_record_manual = (can_refund and bool(refunds) and refunds[0].state == "failed"
+                         and runtime.adapter(g.plugin_shop).capabilities.manual_refunds)
     return {"id": ret.id, "rma": ret.rma, "state": ret.state, "state_label": _state_label(ret.state),
             "refund": _refund_json(live or (refunds[0] if refunds else None)), "can_refund": can_refund,
+            "can_record_manual": can_record_manual,
             "refund_preview": _preview_json(ret) if can_refund else None}
 
 
@@ -339,15 +345,16 @@ def refund():
     except (ValueError, UnicodeDecodeError):
         data = None
     return_id = data.get("return_id") if isinstance(data, dict) else None
-    if not isinstance(return_id, int) or isinstance(return_id, bool):
-        return _json_error(400, 'expected JSON {"return_id": <integer>}')
+    manual = data.get("manual", False) if isinstance(data, dict) else False
+    if not isinstance(return_id, int) or isinstance(return_id, bool) or not isinstance(manual, bool):
+        return _json_error(400, 'expected JSON {"return_id": <integer>, "manual": <true|false, optional>}')
     ret = services.get_return(shop, return_id)
     if ret is None or ret.state == lc.DRAFT:
         return _json_error(404, "no such return in this shop")
     with force_locale(shop.locale or "en"):
         try:
             # Exactly once: a second click, a retry or a race gets the same Refund row back.
-            refund_row = services.request_refund(ret, actor=REFUND_ACTOR)
+            refund_row = services.request_refund(ret, actor=REFUND_ACTOR, manual=manual)
         except services.ServiceError as exc:
             return _json_error(409, exc.message)
     db.session.refresh(refund_row)  # with JOBS_IMMEDIATE the execution already ran and changed it

@@ -107,13 +107,19 @@ final class RC_Connector_Client {
 	}
 
 	/**
-	 * POST /woocommerce/plugin/refund {"return_id": N}.
+	 * POST /woocommerce/plugin/refund {"return_id": N} (plus "manual": true to record a refund paid by hand).
 	 *
-	 * @param int $return_id The connector's return id.
+	 * @param int  $return_id The connector's return id.
+	 * @param bool $manual    Record it without the payment gateway (after the gateway could not refund).
 	 * @return array|WP_Error
 	 */
-	public function refund( $return_id ) {
-		return $this->request( 'POST', '/woocommerce/plugin/refund', array( 'return_id' => absint( $return_id ) ) );
+	public function refund( $return_id, $manual = false ) {
+		$body = array( 'return_id' => absint( $return_id ) );
+		if ( $manual ) {
+			// Recorded in WooCommerce without the gateway; the merchant pays the customer back.
+			$body['manual'] = true;
+		}
+		return $this->request( 'POST', '/woocommerce/plugin/refund', $body );
 	}
 
 	/**

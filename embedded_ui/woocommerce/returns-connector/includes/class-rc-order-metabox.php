@@ -203,6 +203,10 @@ final class RC_Order_Metabox {
 									? sprintf( __( 'Refund %2$s for return %1$s now?', 'returns-connector' ), isset( $return['rma'] ) ? (string) $return['rma'] : '', self::money_text( (string) $preview['total'], isset( $preview['currency'] ) ? (string) $preview['currency'] : $currency ) )
 									: __( 'Refund this return now?', 'returns-connector' ) ); ?>"><?php esc_html_e( 'Refund', 'returns-connector' ); ?></button>
 						<?php endif; ?>
+						<?php if ( ! empty( $return['can_record_manual'] ) ) : ?>
+							<button type="button" class="button rc-refund" data-manual="1" data-return="<?php echo esc_attr( (string) absint( $return['id'] ) ); ?>"
+								data-confirm="<?php esc_attr_e( 'Record this refund as paid back by hand (bank transfer, cash)? No money is sent through the payment gateway.', 'returns-connector' ); ?>"><?php esc_html_e( 'Record manual refund', 'returns-connector' ); ?></button>
+						<?php endif; ?>
 						<p class="rc-refund-result" role="status" aria-live="polite"></p>
 					</td>
 				</tr>
@@ -232,7 +236,8 @@ final class RC_Order_Metabox {
 			wp_send_json_error( array( 'message' => __( 'Unknown order or return.', 'returns-connector' ) ), 400 );
 		}
 
-		$answer = RC_Connector_Client::from_settings()->refund( $return_id );
+		$manual = isset( $_POST['manual'] ) && '1' === sanitize_text_field( wp_unslash( $_POST['manual'] ) );
+		$answer = RC_Connector_Client::from_settings()->refund( $return_id, $manual );
 		if ( is_wp_error( $answer ) ) {
 			// The connector's reason (e.g. "not refundable in this state") verbatim.
 			wp_send_json_error( array( 'message' => $answer->get_error_message() ) );

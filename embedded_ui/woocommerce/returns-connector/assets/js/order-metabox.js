@@ -24,6 +24,9 @@
 		body.append( '_ajax_nonce', table.getAttribute( 'data-nonce' ) );
 		body.append( 'order_id', table.getAttribute( 'data-order' ) );
 		body.append( 'return_id', button.getAttribute( 'data-return' ) );
+		if ( button.getAttribute( 'data-manual' ) === '1' ) {
+			body.append( 'manual', '1' );
+		}
 		button.disabled = true;
 		result.textContent = settings.working;
 		fetch( settings.ajaxUrl, { method: 'POST', body: body, credentials: 'same-origin' } )
