@@ -37,21 +37,22 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Callable
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from connector.db import session
+from connector.platforms import deliveries
 from connector.dbtypes import utcnow
 from connector.platforms.shopify import compliance, credentials, rest_mapping
 from connector.platforms.shopify.rest_mapping import PayloadError, RestRefund
 from connector.returns import services
 from connector.returns.context import runtime
+from connector.returns.services.refunds import shop_refund_keys
 from connector.returns.models import Order, Refund, Return, Shop, WebhookDelivery
 from connector.returns.ports import PlatformError
 
@@ -60,8 +61,6 @@ log = logging.getLogger("connector.shopify.handlers")
 # Run even for a shop that is no longer active: the uninstall itself, and the privacy topics
 # Shopify sends after it (shop/redact comes 48 hours later).
 ALWAYS = frozenset({"app/uninstalled", "customers/data_request", "customers/redact", "shop/redact"})
-# A Refund's idempotency key as services.request_refund makes it: rc-<shop id>-<return id>-<n>.
-REFUND_KEY_RE = re.compile(r"\brc-(\d+)-\d+-\d+\b")
 DELETED = object()  # a handler's answer when the delivery's own row went with the shop
 
 
@@ -73,10 +72,10 @@ def process_delivery(delivery_id: int) -> WebhookDelivery | None:
     shop = session.get(Shop, delivery.shop_id) if delivery.shop_id else None
     handler = HANDLERS.get(delivery.topic)
     if shop is None or handler is None:
-        return _close(delivery, None if shop is not None else "no shop",
+        return deliveries.close(delivery, None if shop is not None else "no shop",
                       note=None if handler else f"topic {delivery.topic} is not handled")
     if not shop.active and delivery.topic not in ALWAYS:
-        return _close(delivery, None, note="shop not active (uninstalled): skipped")
+        return deliveries.close(delivery, None, note="shop not active (uninstalled): skipped")
     try:
         payload = json.loads(delivery.payload)
         if not isinstance(payload, dict):
@@ -84,62 +83,25 @@ def process_delivery(delivery_id: int) -> WebhookDelivery | None:
         outcome = handler(shop, payload, delivery)
     except (PayloadError, json.JSONDecodeError) as exc:
         session.rollback()
-        return _close(session.get(WebhookDelivery, delivery_id), f"payload: {exc}"[:2000])
+        return deliveries.close(session.get(WebhookDelivery, delivery_id), f"payload: {exc}"[:2000])
     except PlatformError as exc:
         session.rollback()
         if not exc.retryable:
-            return _close(session.get(WebhookDelivery, delivery_id), str(exc)[:2000])
-        _record_error(delivery_id, str(exc))
+            return deliveries.close(session.get(WebhookDelivery, delivery_id), str(exc)[:2000])
+        deliveries.record_error(delivery_id, str(exc))
         raise
     except Exception as exc:
         session.rollback()
-        _record_error(delivery_id, f"{type(exc).__name__}: {exc}")
+        deliveries.record_error(delivery_id, f"{type(exc).__name__}: {exc}")
         raise
     if outcome is DELETED:
         return None
-    return _close(session.get(WebhookDelivery, delivery_id), None)
-
-
-# A delivery still unprocessed this long after it arrived lost its job (an enqueue that failed
-# after the commit, a queue that lost its last writes): the reconciler enqueues it again, for as
-# long as Shopify itself would retry (48 hours; older gaps are the periodic catch-up's).
-REDRIVE_AFTER = timedelta(minutes=5)
-REDRIVE_WINDOW = timedelta(hours=48)
+    return deliveries.close(session.get(WebhookDelivery, delivery_id), None)
 
 
 def redrive_deliveries(now: datetime | None = None, limit: int = 500) -> int:
-    """Enqueue `shopify_webhook` again for deliveries never processed nor failed (no error) that
-    arrived between REDRIVE_WINDOW and REDRIVE_AFTER ago; returns how many. Safe to run at any
-    time: the job is idempotent. A delivery whose job failed keeps its error for inspection."""
-    now = now or utcnow()
-    # Read through the partial index of unprocessed rows (ix_webhooks_pending); the platform is
-    # checked on those few rows, as an equality on it would lead the planner to the unique index
-    # (platform, dedupe_key) and a scan of every stored body.
-    rows = session.execute(select(WebhookDelivery.id, WebhookDelivery.platform).where(
-        WebhookDelivery.processed_at.is_(None), WebhookDelivery.error.is_(None),
-        WebhookDelivery.received_at < now - REDRIVE_AFTER, WebhookDelivery.received_at > now - REDRIVE_WINDOW)
-        .order_by(WebhookDelivery.received_at).limit(limit))
-    ids = [row.id for row in rows if row.platform == "shopify"]
-    session.rollback()  # end the read before the jobs run (inline in immediate mode)
-    for delivery_id in ids:
-        runtime.enqueue("shopify_webhook", delivery_id=delivery_id)
-    return len(ids)
-
-
-def _close(delivery: WebhookDelivery | None, error: str | None, note: str | None = None) -> WebhookDelivery | None:
-    if delivery is None:
-        return None
-    delivery.processed_at = utcnow()
-    delivery.error = error
-    session.commit()
-    if error or note:
-        log.info("shopify webhook %s (delivery %s): %s", delivery.topic, delivery.id, error or note)
-    return delivery
-
-
-def _record_error(delivery_id: int, message: str) -> None:
-    session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(error=message[:2000]))
-    session.commit()
+    """Enqueue this platform's lost deliveries again (connector.platforms.deliveries.redrive)."""
+    return deliveries.redrive("shopify", "shopify_webhook", now, limit)
 
 
 def _order(shop: Shop, platform_id: str, *, lock: bool = True) -> Order | None:
@@ -164,9 +126,8 @@ def _own_refunds(shop: Shop, refunds: list[RestRefund]) -> dict[str, Refund]:
     for refund in refunds:
         if refund.platform_id in found:
             continue
-        for match in REFUND_KEY_RE.finditer(refund.note or ""):
-            if int(match.group(1)) == shop.id:
-                keyed[match.group(0)] = refund.platform_id
+        for key in shop_refund_keys(shop.id, refund.note):
+            keyed[key] = refund.platform_id
     if keyed:
         for row in session.scalars(select(Refund).where(Refund.shop_id == shop.id,
                                                         Refund.idempotency_key.in_(list(keyed)))):

@@ -10,7 +10,6 @@ The cursor moves only when every page was read.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator
 
@@ -20,15 +19,12 @@ from connector.db import session
 from connector.platforms.shopify import mapping
 from connector.platforms.shopify.client import ShopifyClient
 from connector.platforms.shopify.errors import ShopifyError
+from connector.returns.services.refunds import shop_refund_keys
 from connector.returns.models import Order, Refund, Return, Shop
 from connector.returns.ports import OrderData
 
 log = logging.getLogger("connector.shopify.sync")
 
-# The idempotency key services/refunds.py gives each Refund ("rc-<shop>-<return>-<attempt>"); the
-# connector's refunds carry it in their note, so that a refund whose GID was never recorded (an
-# unknown outcome) is still known as ours.
-REFUND_KEY_RE = re.compile(r"\brc-(\d+)-\d+-\d+\b")
 PAGE_SIZE = 10  # orders per OrdersCatchUp page (each with up to 50 line items: ~550 cost points)
 OVERLAP = timedelta(minutes=5)
 FIRST_WINDOW = timedelta(days=1)  # without any cursor, install time or backfill: look back this far
@@ -119,9 +115,8 @@ def own_refund_gids(shop: Shop, refunds: list[tuple[str, str | None]]) -> set[st
     for gid, note in refunds:
         if gid in found:
             continue
-        for match in REFUND_KEY_RE.finditer(note or ""):
-            if int(match.group(1)) == shop.id:
-                keyed[match.group(0)] = gid
+        for key in shop_refund_keys(shop.id, note):
+            keyed[key] = gid
     if keyed:
         for key in session.scalars(select(Refund.idempotency_key).where(
                 Refund.shop_id == shop.id, Refund.idempotency_key.in_(list(keyed)))):

@@ -29,17 +29,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from connector.db import session
+from connector.platforms import deliveries
 from connector.dbtypes import utcnow
 from connector.platforms.woocommerce import mapping
 from connector.returns import services
 from connector.returns.context import runtime
+from connector.returns.services.refunds import shop_refund_keys
 from connector.returns.models import Order, Refund, Return, Shop, WebhookDelivery
 from connector.returns.ports import PlatformError
 
@@ -47,9 +48,6 @@ log = logging.getLogger("connector.woocommerce.handlers")
 
 PLATFORM = "woocommerce"
 JOB = "woocommerce_webhook"
-# A Refund's idempotency key as services.request_refund makes it: rc-<shop id>-<return id>-<n>;
-# the adapter writes it into the WooCommerce refund's reason in brackets.
-REFUND_KEY_RE = re.compile(r"\brc-(\d+)-\d+-\d+\b")
 
 
 class PayloadError(ValueError):
@@ -64,10 +62,10 @@ def process_delivery(delivery_id: int) -> WebhookDelivery | None:
     shop = session.get(Shop, delivery.shop_id) if delivery.shop_id else None
     handler = HANDLERS.get(delivery.topic)
     if shop is None or handler is None:
-        return _close(delivery, None if shop is not None else "no shop",
+        return deliveries.close(delivery, None if shop is not None else "no shop",
                       note=None if handler else f"topic {delivery.topic} is not handled")
     if not shop.active:
-        return _close(delivery, None, note="shop not active (disconnected): skipped")
+        return deliveries.close(delivery, None, note="shop not active (disconnected): skipped")
     try:
         payload = json.loads(delivery.payload)
         if not isinstance(payload, dict):
@@ -75,61 +73,23 @@ def process_delivery(delivery_id: int) -> WebhookDelivery | None:
         handler(shop, payload, delivery)
     except (PayloadError, mapping.MappingError, json.JSONDecodeError) as exc:
         session.rollback()
-        return _close(session.get(WebhookDelivery, delivery_id), f"payload: {exc}"[:2000])
+        return deliveries.close(session.get(WebhookDelivery, delivery_id), f"payload: {exc}"[:2000])
     except PlatformError as exc:
         session.rollback()
         if not exc.retryable:
-            return _close(session.get(WebhookDelivery, delivery_id), str(exc)[:2000])
-        _record_error(delivery_id, str(exc))
+            return deliveries.close(session.get(WebhookDelivery, delivery_id), str(exc)[:2000])
+        deliveries.record_error(delivery_id, str(exc))
         raise
     except Exception as exc:
         session.rollback()
-        _record_error(delivery_id, f"{type(exc).__name__}: {exc}")
+        deliveries.record_error(delivery_id, f"{type(exc).__name__}: {exc}")
         raise
-    return _close(session.get(WebhookDelivery, delivery_id), None)
-
-
-# A delivery still unprocessed this long after it arrived lost its job (an enqueue that failed
-# after the commit, a queue that lost its last writes): the reconciler enqueues it again.
-# WooCommerce never retries a delivery, so a lost job is otherwise only made good by the
-# modified_after poll; the window matches Shopify's (older gaps are the poll's).
-REDRIVE_AFTER = timedelta(minutes=5)
-REDRIVE_WINDOW = timedelta(hours=48)
+    return deliveries.close(session.get(WebhookDelivery, delivery_id), None)
 
 
 def redrive_deliveries(now: datetime | None = None, limit: int = 500) -> int:
-    """Enqueue `woocommerce_webhook` again for deliveries never processed nor failed (no error)
-    that arrived between REDRIVE_WINDOW and REDRIVE_AFTER ago; returns how many. Safe to run at
-    any time: the job is idempotent. A delivery whose job failed keeps its error for inspection."""
-    now = now or utcnow()
-    # Read through the partial index of unprocessed rows (ix_webhooks_pending); the platform is
-    # checked on those few rows, as an equality on it would lead the planner to the unique index
-    # (platform, dedupe_key) and a scan of every stored body (as shopify.handlers does).
-    rows = session.execute(select(WebhookDelivery.id, WebhookDelivery.platform).where(
-        WebhookDelivery.processed_at.is_(None), WebhookDelivery.error.is_(None),
-        WebhookDelivery.received_at < now - REDRIVE_AFTER, WebhookDelivery.received_at > now - REDRIVE_WINDOW)
-        .order_by(WebhookDelivery.received_at).limit(limit))
-    ids = [row.id for row in rows if row.platform == PLATFORM]
-    session.rollback()  # end the read before the jobs run (inline in immediate mode)
-    for delivery_id in ids:
-        runtime.enqueue(JOB, delivery_id=delivery_id)
-    return len(ids)
-
-
-def _close(delivery: WebhookDelivery | None, error: str | None, note: str | None = None) -> WebhookDelivery | None:
-    if delivery is None:
-        return None
-    delivery.processed_at = utcnow()
-    delivery.error = error
-    session.commit()
-    if error or note:
-        log.info("woocommerce webhook %s (delivery %s): %s", delivery.topic, delivery.id, error or note)
-    return delivery
-
-
-def _record_error(delivery_id: int, message: str) -> None:
-    session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(error=message[:2000]))
-    session.commit()
+    """Enqueue this platform's lost deliveries again (connector.platforms.deliveries.redrive)."""
+    return deliveries.redrive(PLATFORM, JOB, now, limit)
 
 
 def _order(shop: Shop, platform_id: str) -> Order | None:
@@ -151,8 +111,7 @@ def _order_id(payload: dict[str, Any], field: str = "id") -> str:
 
 def _keys_in(shop: Shop, reason: Any) -> list[str]:
     """The idempotency keys of this shop in a refund's reason (another shop's are not ours)."""
-    return [m.group(0) for m in REFUND_KEY_RE.finditer(reason if isinstance(reason, str) else "")
-            if int(m.group(1)) == shop.id]
+    return shop_refund_keys(shop.id, reason)
 
 
 def own_refunds(shop: Shop, refunds: list[dict[str, Any]]) -> dict[str, Refund]:

@@ -1,6 +1,7 @@
 """Refunds: the preview, the exactly-once request, and the job that executes it."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -71,6 +72,21 @@ def refund_preview(ret: Return) -> RefundPlan:
 # mid-attempt holds the refund this long before the reconciler's next attempt may start.
 ATTEMPT_LEASE = timedelta(minutes=10)
 
+# A refund's idempotency key: rc-<shop id>-<return id>-<attempt>. Platforms keep it on their
+# refund (Shopify's note, WooCommerce's reason), so an unknown outcome is settled by finding it.
+_REFUND_KEY_RE = re.compile(r"\brc-(\d+)-\d+-\d+\b")
+
+
+def refund_key(shop_id: int, return_id: int, attempt: int) -> str:
+    return f"rc-{shop_id}-{return_id}-{attempt}"
+
+
+def shop_refund_keys(shop_id: int, text: object) -> list[str]:
+    """The refund keys of shop `shop_id` found in a platform's refund text (another shop's are not ours)."""
+    return [m.group(0) for m in _REFUND_KEY_RE.finditer(text if isinstance(text, str) else "")
+            if int(m.group(1)) == shop_id]
+
+
 REFUNDABLE_STATES = (lc.RECEIVED, lc.INSPECTED)
 
 
@@ -101,7 +117,7 @@ def request_refund(ret: Return, actor: str, *, manual: bool = False) -> Refund:
                            for l in plan.lines],
                     shipping_amount=plan.shipping,
                     deductions=[{"code": d.code, "label": d.label, "amount": str(d.amount)} for d in plan.deductions],
-                    method=plan.method, idempotency_key=f"rc-{ret.shop_id}-{ret.id}-{failed + 1}",
+                    method=plan.method, idempotency_key=refund_key(ret.shop_id, ret.id, failed + 1),
                     state="pending", requested_by=actor, manual=manual)
     session.add(refund)
     try:
