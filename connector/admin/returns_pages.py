@@ -157,14 +157,6 @@ def _actor_label(actor: str | None) -> str:
     return {"shopper": _("Shopper"), "system": _("System"), "carrier": _("Carrier")}.get(actor, actor)
 
 
-def _offer_manual(shop, refunds) -> bool:
-    """After a refund the payment method could not make, offer to record one paid out by hand
-    (only where the platform can record it, e.g. WooCommerce's refund without the gateway)."""
-    from connector.returns.context import runtime
-
-    return bool(refunds) and refunds[-1].state == "failed" and runtime.adapter(shop).capabilities.manual_refunds
-
-
 def _render_return(ret: Return, *, errors: dict[str, str] | None = None, status: int = 200,
                    reject_form: RejectForm | None = None):
     shop = current_shop()
@@ -188,7 +180,7 @@ def _render_return(ret: Return, *, errors: dict[str, str] | None = None, status:
         can_approve=ret.state == lc.REQUESTED, can_receive=ret.state in RECEIVABLE,
         can_grade=ret.state in GRADABLE, can_cancel=ret.state in lc.CANCELLABLE,
         platform_error=platform_error, platform_status_labels=PLATFORM_STATUS_LABELS,
-        offer_manual=_offer_manual(shop, refunds),
+        offer_manual=services.manual_refund_offered(ret, refunds),
         form=request.form if errors else {}), status
 
 

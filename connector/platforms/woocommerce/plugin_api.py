@@ -66,7 +66,6 @@ from connector.platforms.woocommerce import credentials, signing
 from connector.portal import access
 from connector.returns import lifecycle as lc
 from connector.returns import services
-from connector.returns.context import runtime
 from connector.returns.models import Order, Refund, Return, Shop, UsedToken
 
 log = logging.getLogger(__name__)
@@ -313,8 +312,7 @@ def _return_json(ret: Return) -> dict:
     live = next((r for r in refunds if r.state in LIVE_REFUND_STATES), None)
     can_refund = ret.state in services.REFUNDABLE_STATES and live is None
     # After a refund the payment method could not make, the merchant may record one paid by hand.
-    can_record_manual = (can_refund and bool(refunds) and refunds[0].state == "failed"
-                         and runtime.adapter(g.plugin_shop).capabilities.manual_refunds)
+    can_record_manual = can_refund and services.manual_refund_offered(ret, refunds[::-1])
     return {"id": ret.id, "rma": ret.rma, "state": ret.state, "state_label": _state_label(ret.state),
             "refund": _refund_json(live or (refunds[0] if refunds else None)), "can_refund": can_refund,
             "can_record_manual": can_record_manual,

@@ -34,20 +34,21 @@ REFUSED = "REFUSED"  # platform_status when the platform refused to open it; wai
 def platform_jobs(ret: Return) -> list[tuple[str, dict]]:
     """The jobs that bring the platform up to date with `ret`: the native return's sync when the
     platform keeps returns, the order notes when it takes notes (`note_jobs`)."""
-    shop = session.get(Shop, ret.shop_id)
-    if shop is None:
-        return []
-    jobs = [("sync_platform", {"return_id": ret.id})] if runtime.adapter(shop).capabilities.native_returns else []
-    return jobs + note_jobs(ret)
+    caps = _capabilities(ret)
+    jobs = [("sync_platform", {"return_id": ret.id})] if caps and caps.native_returns else []
+    return jobs + note_jobs(ret, caps)
 
 
-def note_jobs(ret: Return) -> list[tuple[str, dict]]:
+def note_jobs(ret: Return, caps=None) -> list[tuple[str, dict]]:
     """The job that writes the return's milestones to the platform's order as notes, when the
     platform takes notes (capabilities.order_notes; WooCommerce)."""
+    caps = caps or _capabilities(ret)
+    return [("platform_notes", {"return_id": ret.id})] if caps and caps.order_notes else []
+
+
+def _capabilities(ret: Return):
     shop = session.get(Shop, ret.shop_id)
-    if shop is None or not runtime.adapter(shop).capabilities.order_notes:
-        return []
-    return [("platform_notes", {"return_id": ret.id})]
+    return runtime.adapter(shop).capabilities if shop is not None else None
 
 
 def sync_return(return_id: int) -> Return | None:

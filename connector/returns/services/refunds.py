@@ -90,6 +90,14 @@ def shop_refund_keys(shop_id: int, text: object) -> list[str]:
 REFUNDABLE_STATES = (lc.RECEIVED, lc.INSPECTED)
 
 
+def manual_refund_offered(ret: Return, refunds: list[Refund]) -> bool:
+    """After a refund the payment method could not make, the merchant may record one paid back by
+    hand: the return's latest refund (`refunds`, oldest first) failed, and the platform can record
+    a manual refund (capabilities.manual_refunds, e.g. WooCommerce without the gateway)."""
+    return (bool(refunds) and refunds[-1].state == "failed" and ret.state in REFUNDABLE_STATES
+            and runtime.adapter(_shop(ret)).capabilities.manual_refunds)
+
+
 def request_refund(ret: Return, actor: str, *, manual: bool = False) -> Refund:
     """Create the return's refund exactly once and queue its execution.
 
