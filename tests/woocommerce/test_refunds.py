@@ -137,7 +137,7 @@ class WooRefunds:
                 continue
             line = copy.deepcopy(template)
             tax = sum(Decimal(t["refund_total"]) for t in item.get("refund_tax", []))
-            line.update(id=500 + len(lines), name=items[item["id"]]["name"], quantity=-item["quantity"],
+            line.update(id=500 + len(lines), name=items[item["id"]]["name"], quantity=-item.get("quantity", 0),
                         total=f"-{item['refund_total']}", total_tax=f"-{tax:.2f}",
                         taxes=[{"id": t["id"], "total": f"-{t['refund_total']}", "subtotal": f"-{t['refund_total']}"}
                                for t in item.get("refund_tax", [])])
@@ -250,13 +250,59 @@ def test_restock_only_when_every_refunded_line_is_graded_a(shop, woo):
     assert socks_line["quantity"] == 2
 
 
-def test_a_b_graded_line_keeps_the_refund_from_restocking(shop, woo):
+def mixed_grades(shop):
+    """One jacket graded A (back on sale) and two socks graded B (refurbish), received."""
     ret = received(shop, quantities={0: 1, 1: 2})
     jacket, socks = ret.lines
     services.inspect(ret, "merchant:anna", {jacket.id: {"grade": "A", "disposition": "restock"},
                                             socks.id: {"grade": "B", "disposition": "refurbish"}})
-    services.request_refund(ret, "merchant:anna")
-    assert woo.posts[-1]["api_restock"] is False  # WooCommerce restocks every line of a refund or none
+    return ret
+
+
+def test_mixed_grades_restock_only_the_a_lines_through_a_refund_of_no_money_first(shop, woo):
+    ret = mixed_grades(shop)
+    refund = services.request_refund(ret, "merchant:anna")
+    stock, money = woo.posts  # WooCommerce restocks every line of a refund by its quantity, or none
+    assert stock == {"amount": "0.00", "reason": f"Returns Connector {ret.rma} [rc-{shop.id}-{ret.id}-restock]",
+                     "api_refund": False, "api_restock": True,
+                     "line_items": [{"id": 1, "quantity": 1, "refund_total": "0.00"}]}
+    assert money["api_restock"] is False and money["api_refund"] is True
+    assert money["reason"].endswith(f"[{refund.idempotency_key}]")
+    jacket, socks = money["line_items"][:2]
+    assert "quantity" not in jacket and jacket["refund_total"] == "108.40"  # its money, its units went back above
+    assert socks["quantity"] == 2
+    db.session.refresh(refund)
+    assert refund.state == "succeeded" and refund.platform_refund_id == str(woo.refunds[1]["id"])
+    assert Decimal(money["amount"]) == refund.amount
+
+
+def test_the_restock_refund_is_made_once_however_often_the_money_is_retried(shop, woo):
+    woo.faults = [None, "refund_gateway_error"]  # the restock refund goes in, the gateway declines the money
+    ret = mixed_grades(shop)
+    first = services.request_refund(ret, "merchant:anna")
+    assert first.state == "failed" and first.error == "Gateway declined the refund"
+    assert len(woo.refunds) == 1  # the units are back on sale: they were received and graded A
+    woo.faults = ["timeout_after_create"]
+    second = services.request_refund(ret, "merchant:anna")
+    assert second.id != first.id and second.state == "unknown"
+    services.reconcile(now=now() + timedelta(hours=1))
+    db.session.refresh(second)
+    assert second.state == "succeeded"
+    restocks = [p for p in woo.posts if p["api_restock"]]
+    assert len(restocks) == 1 and len(woo.refunds) == 2
+    assert [r["amount"] for r in woo.refunds] == ["0.00", str(second.amount)]
+
+
+def test_a_refused_restock_refund_leaves_the_restock_to_the_merchant_and_the_money_still_goes(shop, woo):
+    woo.faults = ["refund_too_large"]
+    ret = mixed_grades(shop)
+    refund = services.request_refund(ret, "merchant:anna")
+    assert refund.state == "succeeded"
+    stock_try, money = woo.posts
+    assert stock_try["api_restock"] is True and len(woo.refunds) == 1
+    assert money["api_restock"] is False and all("quantity" in i for i in money["line_items"][:2])
+    assert any("could not put the items graded A back in stock: Invalid refund amount." in n["note"]
+               for n in woo.notes)
 
 
 def test_the_gateway_list_is_read_once_a_day(shop, woo):

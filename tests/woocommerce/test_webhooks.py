@@ -320,6 +320,28 @@ def test_our_refund_seen_in_order_updated_is_settled_once(client, woo_shop, outb
     assert len([m for m in outbox() if m["To"] == ret.email]) == 1
 
 
+def test_a_returns_restock_refund_settles_nothing_and_is_not_counted_as_foreign(client, woo_shop, outbox, rsps):
+    headers, body = live_delivery()
+    post(client, headers, body)
+    ret = received_return(woo_shop, "15")
+    refund = Refund(shop_id=woo_shop.id, return_id=ret.id, amount=Decimal("9.68"), currency="EUR",
+                    idempotency_key=f"rc-{woo_shop.id}-{ret.id}-1", state="unknown", attempts=1)
+    db.session.add(refund)
+    db.session.commit()
+    # A return with mixed grades: the restock refund of 0.00 (id 18), then the money (id 19), newest first.
+    restock = {"id": 18, "reason": f"Returns Connector {ret.rma} [rc-{woo_shop.id}-{ret.id}-restock]", "total": "0.00"}
+    post(client, *adapted(headers, body, date_modified_gmt="2026-11-21T22:20:00", refunds=[restock]))
+    db.session.expire_all()
+    assert db.session.get(Refund, refund.id).state == "unknown"  # the restock is not the money
+    money = {"id": 19, "reason": f"Returns Connector {ret.rma} [{refund.idempotency_key}]", "total": "-9.68"}
+    post(client, *adapted(headers, body, date_modified_gmt="2026-11-21T22:21:00", refunds=[money, restock]))
+    assert len(rsps.calls) == 0  # both ours: nothing to read from the store
+    db.session.expire_all()
+    assert (db.session.get(Refund, refund.id).state, db.session.get(Refund, refund.id).platform_refund_id) == (
+        "succeeded", "19")
+    assert order(woo_shop, "15").lines[0].refunded_quantity == 0
+
+
 def test_a_key_of_another_shop_in_the_reason_is_not_ours(client, woo_shop, rsps):
     headers, body = live_delivery()
     post(client, headers, body)

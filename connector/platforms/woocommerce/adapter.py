@@ -98,8 +98,8 @@ class WooCommerceAdapter:
         """Nothing remote to update: the label and tracking reach the order as a note."""
 
     def restock(self, ret: Any, lines: list[Any]) -> None:
-        """Nothing here: stock comes back with the refund (`api_restock`, see refund_mapping.restock)
-        and the grades reach the order as a note."""
+        """Nothing here: stock comes back with the refund (`api_restock`, see `_restock_once`) and
+        the grades reach the order as a note."""
 
     # ------------------------------------------------------------------ refunds
 
@@ -119,9 +119,10 @@ class WooCommerceAdapter:
             return RefundResult(status="failed", message=_(
                 "This payment method cannot refund automatically: %(gateway)s. Record the refund as a "
                 "manual refund and pay the customer back yourself.", gateway=title))
+        rma = ret.rma if ret is not None else None
         try:
-            body = rf.refund_body(plan, wc_order, key=key, rma=ret.rma if ret is not None else None,
-                                  api_refund=through_gateway)
+            restocked = self._restock_once(order, wc_order, plan, ret) if rf.mixed_restock(plan) else False
+            body = rf.refund_body(plan, wc_order, key=key, rma=rma, api_refund=through_gateway, restocked=restocked)
         except rf.RefundMappingError as exc:
             return RefundResult(status="failed", message=str(exc))
         try:
@@ -138,14 +139,51 @@ class WooCommerceAdapter:
         return RefundResult(status="succeeded", platform_refund_id=str(created["id"]),
                             manual=plan.total > 0 and not through_gateway)
 
-    def find_refund(self, order: Any, key: str) -> RefundResult | None:
-        """The order's refund whose reason carries `key`, as a succeeded result; None when none."""
+    def _restock_once(self, order: Any, wc_order: dict[str, Any], plan: RefundPlan, ret: Any) -> bool:
+        """Put the plan's A-graded lines back in stock through a refund of 0.00 (rf.restock_body)
+        under the return's restock key, unless the order already holds it; True when it is there.
+
+        It comes before the money: a money refund the gateway refuses is retried under a new key,
+        and the units must not go back twice (the restock key is per return). A retryable error
+        propagates (the refund's next attempt lists the refunds first); a refusal leaves the
+        restock to the merchant, said in an order note, and the money goes out all the same."""
+        if ret is None:
+            return False
+        from connector.returns.services.refunds import restock_key  # the key scheme lives with the refunds
+
+        key = restock_key(ret.shop_id, ret.id)
+        if self._find(order, key) is not None:
+            return True
+        try:
+            self.client.post(f"orders/{_order_id(order)}/refunds",
+                             json=rf.restock_body(plan, wc_order, key=key, rma=ret.rma))
+        except ReconnectRequired:
+            raise
+        except WooError as exc:
+            if exc.retryable:
+                raise
+            if self._find(order, key) is not None:
+                return True
+            self.add_note(order, _("Returns Connector could not put the items graded A back in stock: %(error)s. "
+                                   "Restock them by hand.", error=str(exc)))
+            return False
+        return True
+
+    def _find(self, order: Any, key: str) -> dict[str, Any] | None:
+        """The order's refund whose reason carries `key` in brackets, listed from the store."""
         for page in self.client.paged(f"orders/{_order_id(order)}/refunds"):
             for refund in page:
                 if rf.reason_has_key(refund.get("reason"), key):
-                    return RefundResult(status="succeeded", platform_refund_id=str(refund["id"]),
-                                        manual=not refund.get("refunded_payment", False))
+                    return refund
         return None
+
+    def find_refund(self, order: Any, key: str) -> RefundResult | None:
+        """The order's refund whose reason carries `key`, as a succeeded result; None when none."""
+        refund = self._find(order, key)
+        if refund is None:
+            return None
+        return RefundResult(status="succeeded", platform_refund_id=str(refund["id"]),
+                            manual=not refund.get("refunded_payment", False))
 
     def refund_gateways(self) -> list[str]:
         """Ids of the store's gateways that refund through their API, read at most once a day."""

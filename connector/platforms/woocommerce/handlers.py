@@ -40,7 +40,7 @@ from connector.dbtypes import utcnow
 from connector.platforms.woocommerce import mapping
 from connector.returns import services
 from connector.returns.context import runtime
-from connector.returns.services.refunds import shop_refund_keys
+from connector.returns.services.refunds import shop_refund_keys, shop_restock_keys
 from connector.returns.models import Order, Refund, Return, Shop, WebhookDelivery
 from connector.returns.ports import PlatformError
 
@@ -114,6 +114,13 @@ def _keys_in(shop: Shop, reason: Any) -> list[str]:
     return shop_refund_keys(shop.id, reason)
 
 
+def _ours(shop: Shop, refund: dict[str, Any]) -> bool:
+    """A refund the connector made: a money refund under one of our keys, or a return's
+    restock-only refund of 0.00 (adapter._restock_once), which settles nothing but is not foreign."""
+    reason = refund.get("reason")
+    return bool(_keys_in(shop, reason) or shop_restock_keys(shop.id, reason))
+
+
 def own_refunds(shop: Shop, refunds: list[dict[str, Any]]) -> dict[str, Refund]:
     """Our Refund rows among WooCommerce `refunds` (order JSON `refunds[]` or refund objects), by
     the WooCommerce refund id: the ones whose id we recorded, or whose reason carries our key."""
@@ -171,12 +178,12 @@ def order_changed(shop: Shop, payload: dict[str, Any], delivery: WebhookDelivery
             _settle(shop, row, refund_id, seen_in or delivery.topic)
     # Units refunded outside the connector are only in the refund objects: read them when the
     # order lists a refund that is not ours (ours the domain counts from its own Refund rows).
-    foreign = [r for r in listed if str(r.get("id")) not in own]
+    foreign = [r for r in listed if str(r.get("id")) not in own and not _ours(shop, r)]
     refunds = _refund_objects(shop, order_id) if foreign else []
     own_ids = set(own)
     try:
         data = mapping.order_from_json(
-            payload, refunds, own_refund=lambda r: str(r.get("id")) in own_ids or bool(_keys_in(shop, r.get("reason"))))
+            payload, refunds, own_refund=lambda r: str(r.get("id")) in own_ids or _ours(shop, r))
     except (ValueError, TypeError) as exc:  # a date or a quantity in a shape the mapping cannot read
         raise PayloadError(str(exc)) from exc
     _order(shop, data.platform_id)  # lock the row (PostgreSQL) before comparing dates

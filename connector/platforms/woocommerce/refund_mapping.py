@@ -93,16 +93,23 @@ def _item_refund(item_id: int, gross: Decimal, tax: Decimal, rates: list[tuple[i
     return body
 
 
-def line_items(plan: RefundPlan, order: dict[str, Any]) -> list[dict[str, Any]]:
-    """The plan's product lines, then its shipping, as refund line items of `order` (WooCommerce JSON)."""
-    items = {str(i.get("id")): i for i in order.get("line_items") or []}
+def _order_item(order: dict[str, Any], platform_line_id: Any) -> dict[str, Any]:
+    for item in order.get("line_items") or []:
+        if str(item.get("id")) == str(platform_line_id):
+            return item
+    raise RefundMappingError(f"line item {platform_line_id} is not on WooCommerce order {order.get('id')}")
+
+
+def line_items(plan: RefundPlan, order: dict[str, Any], *, restocked: bool = False) -> list[dict[str, Any]]:
+    """The plan's product lines, then its shipping, as refund line items of `order` (WooCommerce JSON).
+    `restocked`: the restock lines' units went back in a restock refund (`restock_body`) already,
+    so here they carry their money without a quantity (WooCommerce restocks by quantity)."""
     out = []
     for line in plan.lines:
-        item = items.get(str(line.platform_line_id))
-        if item is None:
-            raise RefundMappingError(f"line item {line.platform_line_id} is not on WooCommerce order {order.get('id')}")
+        item = _order_item(order, line.platform_line_id)
+        quantity = None if restocked and line.restock else line.quantity
         out.append(_item_refund(int(item["id"]), line.amount, line.tax, _taxes(item), plan.currency,
-                                quantity=line.quantity))
+                                quantity=quantity))
     if plan.shipping > 0:
         out += shipping_items(plan.shipping, order, plan.currency)
     return out
@@ -129,14 +136,33 @@ def shipping_items(amount: Decimal, order: dict[str, Any], currency: str) -> lis
 
 def restock(plan: RefundPlan) -> bool:
     """WooCommerce's `api_restock` is one flag for the whole refund (it restocks every refunded
-    product line), so it is true only when every line of the plan is to be restocked (graded A).
-    A mixed refund restocks nothing: putting a B or C item back on sale is worse than leaving an
-    A item for the merchant to restock by hand (the "graded" order note lists the grades)."""
+    line by its quantity), so one refund restocks only when every line of the plan is to be
+    restocked (graded A); a mixed plan needs a restock refund first (`mixed_restock`)."""
     return bool(plan.lines) and all(line.restock for line in plan.lines)
 
 
+def mixed_restock(plan: RefundPlan) -> bool:
+    """Some lines go back on sale and some do not: the A lines' units go back through a restock
+    refund of their own (`restock_body`) and the money refund restocks nothing."""
+    return any(line.restock for line in plan.lines) and not restock(plan)
+
+
+def restock_body(plan: RefundPlan, order: dict[str, Any], *, key: str, rma: str | None) -> dict[str, Any]:
+    """A refund of no money that puts the plan's restock lines back in stock: their quantities with
+    refund_total 0, `api_restock` true, `api_refund` false (no gateway is asked for 0.00).
+    WooCommerce (wc_create_refund) accepts an amount of 0 and restocks each line by its `qty`; the
+    money refund then carries these lines' money without a quantity."""
+    zero = amount_text(ZERO, plan.currency)
+    items = [{"id": int(_order_item(order, line.platform_line_id)["id"]), "quantity": line.quantity,
+              "refund_total": zero} for line in plan.lines if line.restock]
+    return {"amount": zero, "reason": refund_reason(rma, key), "api_refund": False, "api_restock": True,
+            "line_items": items}
+
+
 def refund_body(plan: RefundPlan, order: dict[str, Any], *, key: str, rma: str | None,
-                api_refund: bool) -> dict[str, Any]:
-    """The whole request body of `POST orders/<id>/refunds` for `plan`."""
+                api_refund: bool, restocked: bool = False) -> dict[str, Any]:
+    """The whole request body of `POST orders/<id>/refunds` for `plan`. `restocked`: a restock
+    refund (`restock_body`) already put the restock lines back, so this one restocks nothing."""
     return {"amount": amount_text(plan.total, plan.currency), "reason": refund_reason(rma, key),
-            "api_refund": api_refund, "api_restock": restock(plan), "line_items": line_items(plan, order)}
+            "api_refund": api_refund, "api_restock": restock(plan) and not restocked,
+            "line_items": line_items(plan, order, restocked=restocked)}

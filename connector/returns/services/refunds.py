@@ -81,6 +81,21 @@ def refund_key(shop_id: int, return_id: int, attempt: int) -> str:
     return f"rc-{shop_id}-{return_id}-{attempt}"
 
 
+def restock_key(shop_id: int, return_id: int) -> str:
+    """The key of a return's restock-only refund (WooCommerce, mixed grades: refund_mapping.restock_body).
+    One per return, not per attempt: units go back on sale once, however often the money is retried."""
+    return f"rc-{shop_id}-{return_id}-restock"
+
+
+_RESTOCK_KEY_RE = re.compile(r"\brc-(\d+)-\d+-restock\b")
+
+
+def shop_restock_keys(shop_id: int, text: object) -> list[str]:
+    """The restock keys of shop `shop_id` in a platform's refund text (`restock_key`)."""
+    return [m.group(0) for m in _RESTOCK_KEY_RE.finditer(text if isinstance(text, str) else "")
+            if int(m.group(1)) == shop_id]
+
+
 def shop_refund_keys(shop_id: int, text: object) -> list[str]:
     """The refund keys of shop `shop_id` found in a platform's refund text (another shop's are not ours)."""
     return [m.group(0) for m in _REFUND_KEY_RE.finditer(text if isinstance(text, str) else "")
