@@ -11,9 +11,13 @@ method_description, method_supports, settings).
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
+import multiprocessing
+import os
 import re
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -58,11 +62,11 @@ class WooRefunds:
     answer lost), a name of vectors.json refund_errors_live (the refusal, nothing made), or a
     BaseException raised after the refund is made (a worker dying)."""
 
-    def __init__(self, rsps, order_id: int = 1001, payment_method: str = "stripe"):
+    def __init__(self, rsps, order_id: int = 1001, payment_method: str = "stripe", *, state_file: Path | None = None):
         self.order = self._order(order_id, payment_method)
-        self.refunds: list[dict] = []
+        self.state_file = state_file  # the refunds and posts in a file under a lock: one store for many processes
+        self._memory: dict = {"refunds": [], "posts": []}
         self.notes: list[dict] = []
-        self.posts: list[dict] = []
         self.faults: list = []
         self.gateway_reads = 0
         self.lock = threading.Lock()
@@ -94,6 +98,29 @@ class WooRefunds:
                                           taxes=[{"id": 1, "total": "0.78", "subtotal": ""}])
         return order
 
+    @contextmanager
+    def _state(self):
+        """The store's refunds and the refund POSTs it received, changed under a lock."""
+        if self.state_file is None:
+            with self.lock:
+                yield self._memory
+            return
+        with open(self.state_file.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {"refunds": [], "posts": []}
+            yield state
+            self.state_file.write_text(json.dumps(state))
+
+    @property
+    def refunds(self) -> list[dict]:
+        with self._state() as state:
+            return list(state["refunds"])
+
+    @property
+    def posts(self) -> list[dict]:
+        with self._state() as state:
+            return list(state["posts"])
+
     # -- the store's answers
 
     def _get_order(self, request):
@@ -104,31 +131,30 @@ class WooRefunds:
         return 200, {}, json.dumps(GATEWAYS)
 
     def _list(self, request):
-        with self.lock:
-            body = list(reversed(self.refunds))  # newest first, as WooCommerce lists them
+        body = list(reversed(self.refunds))  # newest first, as WooCommerce lists them
         return 200, {"X-WP-Total": str(len(body)), "X-WP-TotalPages": "1"}, json.dumps(body)
 
     def _create(self, request):
         sent = json.loads(request.body)
-        with self.lock:
-            self.posts.append(sent)
+        with self._state() as state:
+            state["posts"].append(sent)
             fault = self.faults.pop(0) if self.faults else None
             if isinstance(fault, str) and fault in REFUSALS:
                 refusal = REFUSALS[fault]
                 return refusal["status"], {}, json.dumps(refusal["json"])
-            refund = self._make(sent)
-            self.refunds.append(refund)
+            refund = self._make(sent, len(state["refunds"]))
+            state["refunds"].append(refund)
         if fault == "timeout_after_create":
             raise requests.ReadTimeout("read timed out")
         if isinstance(fault, BaseException):
             raise fault
         return 201, {}, json.dumps(refund)
 
-    def _make(self, sent: dict) -> dict:
-        """The refund as WooCommerce answers it (refund_created_with_line_items.json)."""
+    def _make(self, sent: dict, made: int) -> dict:
+        """The refund as WooCommerce answers it (refund_created_with_line_items.json), the `made`+1th."""
         refund = recorded("refund_created_with_line_items.json")
         template = refund["line_items"][0]
-        refund.update(id=100 + len(self.refunds), amount=sent["amount"], reason=sent.get("reason", ""),
+        refund.update(id=100 + made, amount=sent["amount"], reason=sent.get("reason", ""),
                       refunded_payment=bool(sent.get("api_refund", True)))
         items = {i["id"]: i for i in self.order["line_items"]}
         lines = []
@@ -361,8 +387,9 @@ def test_a_refusal_is_final_only_when_no_refund_under_the_key_exists(shop, woo):
     """A racing worker made the refund; this worker's POST is refused as too large: the refund exists."""
     ret = received(shop)
     key = f"rc-{ret.shop_id}-{ret.id}-1"
-    woo.refunds.append(woo._make({"amount": "125.05", "reason": f"Returns Connector {ret.rma} [{key}]",
-                                  "api_refund": True, "line_items": []}))
+    with woo._state() as state:
+        state["refunds"].append(woo._make({"amount": "125.05", "reason": f"Returns Connector {ret.rma} [{key}]",
+                                           "api_refund": True, "line_items": []}, 0))
     woo.faults = ["refund_too_large"]
     refund = services.request_refund(ret, "merchant:anna")
     assert refund.state == "succeeded" and refund.platform_refund_id == str(woo.refunds[0]["id"])
@@ -407,6 +434,61 @@ def test_two_threads_racing_make_one_refund(app, shop, woo):
     (refund,) = refund_rows(db.session.get(Return, return_id))
     assert_exactly_one_refund(woo, refund)
     assert "ok" in outcomes
+
+
+def _race_in_a_process(database_url: str, data_dir: str, return_id: int, state_file: str, report: str,
+                       barrier) -> None:
+    """One worker process: its own app on the shared PostgreSQL database, its own WooCommerce stub
+    over the refunds the store holds (`state_file`); clicks Refund and runs the refund job."""
+    import responses
+
+    from connector import create_app
+    from connector.config import Config
+
+    config = Config.from_env({}, data_dir=Path(data_dir), database_url=database_url, jobs_immediate=True,
+                             base_url="https://returns.example.com")
+    app = create_app(config)
+    WooClient._backoff = lambda self, failures, retry_after=None: 0.0
+    with app.app_context(), responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        WooRefunds(rsps, state_file=Path(state_file))
+        ret = db.session.get(Return, return_id)
+        barrier.wait(timeout=60)
+        outcome = "ok"
+        try:
+            refund = services.request_refund(ret, "merchant:anna")
+            services.execute_refund(refund.id)
+        except Exception as exc:  # a lost race may fail; it must never refund twice
+            db.session.rollback()
+            outcome = type(exc).__name__
+        Path(report).write_text(json.dumps({"outcome": outcome}))
+
+
+@pytest.mark.postgres
+def test_two_processes_racing_on_postgresql_make_one_refund(app, config, shop, rsps, monkeypatch, tmp_path):
+    database_url = os.environ.get("TEST_DATABASE_URL")
+    if not database_url or not config.database_url.startswith("postgres"):
+        pytest.skip("needs PostgreSQL: set TEST_DATABASE_URL (two processes cannot share a SQLite test copy "
+                    "the way workers share the production database)")
+    monkeypatch.setattr(WooClient, "_backoff", lambda self, failures, retry_after=None: 0.0)
+    state_file = tmp_path / "woocommerce-refunds.json"
+    woo = WooRefunds(rsps, state_file=state_file)  # the one store all processes talk to
+    ret = received(shop)
+    return_id = ret.id
+    db.session.commit()
+    db.session.remove()
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(2)
+    reports = [tmp_path / f"report-{i}.json" for i in range(2)]
+    processes = [spawn.Process(target=_race_in_a_process, args=(
+        config.database_url, str(config.data_dir), return_id, str(state_file), str(report), barrier))
+        for report in reports]
+    [p.start() for p in processes]
+    [p.join(timeout=120) for p in processes]
+    assert [p.exitcode for p in processes] == [0, 0]
+    services.reconcile(now=now() + timedelta(hours=1))  # settle what a lost race left pending
+    (refund,) = refund_rows(db.session.get(Return, return_id))
+    assert_exactly_one_refund(woo, refund)
+    assert "ok" in [json.loads(r.read_text())["outcome"] for r in reports]
 
 
 def test_a_timeout_after_woocommerce_created_the_refund_is_found_by_its_key_not_sent_again(shop, woo):
