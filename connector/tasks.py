@@ -231,14 +231,16 @@ def woocommerce_setup(shop_id: int):
 def woocommerce_backfill(shop_id: int):
     """A WooCommerce store's order backfill, page by page (connector.platforms.woocommerce.sync);
     a retry resumes at the page it had reached."""
-    from connector.platforms.woocommerce import sync
-    from connector.platforms.woocommerce.errors import WooError
+    from connector.platforms.woocommerce import connect, sync
+    from connector.platforms.woocommerce.errors import ReconnectRequired, WooError
 
     shop = db.session.get(Shop, shop_id)
     if shop is None or not shop.active or shop.platform != "woocommerce":
         return
     try:
         sync.backfill(shop)
+    except ReconnectRequired as exc:
+        connect.keys_refused(shop, exc)
     except WooError as exc:
         if exc.retryable:
             raise
@@ -249,9 +251,10 @@ def woocommerce_backfill(shop_id: int):
 @in_app_context
 def woocommerce_poll(shop_id: int):
     """Read a store's orders changed since its last poll (WooCommerce never retries a webhook);
-    about hourly, check its webhooks too and repair them."""
+    about hourly, check its webhooks too and repair them. Keys the store refuses are marked and
+    the merchant mailed once (connect.keys_refused)."""
     from connector.platforms.woocommerce import connect, sync
-    from connector.platforms.woocommerce.errors import WooError
+    from connector.platforms.woocommerce.errors import ReconnectRequired, WooError
 
     shop = db.session.get(Shop, shop_id)
     if shop is None or not shop.active or shop.platform != "woocommerce":
@@ -260,6 +263,8 @@ def woocommerce_poll(shop_id: int):
         if sync.setup_due(shop):
             connect.setup(shop)
         sync.poll(shop)
+    except ReconnectRequired as exc:
+        connect.keys_refused(shop, exc)
     except WooError as exc:
         db.session.rollback()
         if exc.retryable:

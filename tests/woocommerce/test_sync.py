@@ -126,3 +126,37 @@ def test_poll_all_job_skips_inactive_stores(woo_shop, app, rsps):
     db.session.commit()
     tasks.woocommerce_poll_all()
     assert len(rsps.calls) == 0
+
+
+REVOKED = {"code": "woocommerce_rest_authentication_error", "message": "Consumer key is invalid.", "data": {"status": 401}}
+
+
+def test_keys_the_store_refuses_later_are_marked_and_the_merchant_is_mailed_once(woo_shop, app, rsps, outbox):
+    """The merchant revoked the key in WooCommerce: every poll meets a 401 until they reconnect."""
+    import re
+
+    from connector import tasks
+    from connector.platforms.woocommerce import connect
+
+    rsps.get(re.compile(re.escape(API) + r"/.*"), status=401, json=REVOKED)
+    tasks.woocommerce_poll(woo_shop.id)
+    tasks.woocommerce_poll(woo_shop.id)
+    db.session.expire_all()
+    assert woo_shop.platform_data["connection"] == "refused"
+    assert "Consumer key is invalid." in woo_shop.platform_data["connection_error"]
+    (mail,) = [m for m in outbox() if "refused Returns Connector" in m["Subject"]]
+    assert mail["To"] == woo_shop.support_email
+    body = mail.get_body(("plain",)).get_content()
+    assert "orders are not synced and refunds cannot be sent" in body
+    assert "/woocommerce/connect?store_url=https%3A%2F%2Fstore.example.com" in body
+    assert woo_shop.active  # the portal keeps serving the orders already synced
+
+    rsps.reset()
+    rsps.get(f"{API}/orders", json=[], headers={"X-WP-Total": "0", "X-WP-TotalPages": "0"})
+    rsps.get(f"{API}/webhooks", json=[], headers={"X-WP-Total": "0", "X-WP-TotalPages": "0"})
+    rsps.post(f"{API}/webhooks", json={"id": 1, "status": "active"})
+    rsps.post(re.compile(r"https://store\.example\.com/wp-json/returns-connector/v1/secret"), status=404,
+              json={"code": "rest_no_route", "message": "No route was found", "data": {"status": 404}})
+    connect.first_setup(woo_shop)  # the merchant approved the keys again
+    assert woo_shop.platform_data["connection"] == "connected"
+    assert "connection_error" not in woo_shop.platform_data

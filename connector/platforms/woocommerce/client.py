@@ -231,7 +231,7 @@ class WooClient:
                 return resp
             error = _error(resp)
             if resp.status_code == 401 or (resp.status_code == 403 and error[0] in _AUTH_CODES):
-                raise ReconnectRequired(self.store_url, error[0] or f"HTTP {resp.status_code}")
+                raise ReconnectRequired(self.store_url, error[1] or error[0] or f"HTTP {resp.status_code}")
             if resp.status_code in _RETRY_STATUS:
                 # 429 was never run; a 5xx POST may have been (WooCommerce deletes a refund a
                 # gateway refused, but other creations may stay): the caller decides.

@@ -282,9 +282,7 @@ def first_setup(shop: Shop, *, client: WooClient | None = None) -> None:
     try:
         check_keys(shop, client)
     except ReconnectRequired as exc:
-        _set(shop, connection="refused", connection_error=str(exc)[:500])
-        session.commit()
-        log.warning("woocommerce %s: the delivered keys were refused", shop.domain)
+        keys_refused(shop, exc)
         return
     setup(shop, client=client, tell_merchant=False)
     shop.active = True
@@ -292,6 +290,36 @@ def first_setup(shop: Shop, *, client: WooClient | None = None) -> None:
     session.commit()
     push_plugin_secret(shop, client=client)
     runtime.enqueue("woocommerce_backfill", shop_id=shop.id)
+
+
+def keys_refused(shop: Shop, exc: ReconnectRequired) -> bool:
+    """The store refused the connector's keys (revoked, deleted, read-only): mark the connection
+    "refused" and mail the merchant how to reconnect, once per refusal (the poll meets it every five
+    minutes until they do). True when this call made the mark. Connecting again (first_setup,
+    connect_with_keys) sets the connection back to "connected"."""
+    session.rollback()  # whatever the failed call left half done
+    session.refresh(shop)
+    was = (shop.platform_data or {}).get("connection")
+    _set(shop, connection="refused", connection_error=str(exc)[:500], refused_at=_now_iso())
+    session.commit()
+    if was == "refused":
+        return False
+    log.warning("woocommerce %s: the store refused the connector's keys: %s", shop.domain, exc)
+    runtime.enqueue("alert_merchant", shop_id=shop.id,
+                    subject=_("WooCommerce refused Returns Connector's access to your store"),
+                    text=_("%(store)s refused the API keys of Returns Connector (%(error)s). Until you connect "
+                           "the store again, orders are not synced and refunds cannot be sent. Connect it "
+                           "again from WordPress (WooCommerce > Returns Connector > Connect again) or here: %(url)s",
+                           store=shop.domain or shop.handle, error=exc.detail or exc.status,
+                           url=reconnect_url(shop)))
+    return True
+
+
+def reconnect_url(shop: Shop) -> str:
+    """The connector's page that sends the merchant to WooCommerce to approve the keys again."""
+    store_url = (shop.platform_data or {}).get("store_url") or (f"https://{shop.domain}" if shop.domain else "")
+    query = f"?{urlencode({'store_url': store_url})}" if store_url else ""
+    return f"{current_app.config['CONNECTOR'].base_url}/woocommerce/connect{query}"
 
 
 PLUGIN_NAMESPACE = "returns-connector/v1"

@@ -21,3 +21,4 @@ class ReconnectRequired(WooError):
         message = (f"WooCommerce at {store_url} refused the connector's API keys. Connect the store again "
                    "from the plugin's settings page (WooCommerce > Returns Connector).")
         super().__init__(f"{message} ({detail})" if detail else message, retryable=False, status=401)
+        self.detail = detail
