@@ -112,7 +112,7 @@ class SandboxBackend:
                       carrier_ref=pickup["carrier_ref"], tracking_number=state["tracking_number"],
                       label=None if shipment.method == "carrier_label" else _label(state))
 
-    def cancel_pickup(self, carrier_ref: str) -> None:
+    def cancel_pickup(self, carrier_ref: str) -> str | None:
         """Cancel the pickup and the parcel with it; refused once the parcel moves."""
         tracking_number = carrier_ref[len(_PICKUP_PREFIX):] if carrier_ref.startswith(_PICKUP_PREFIX) else ""
         with self._locked():
@@ -121,12 +121,12 @@ class SandboxBackend:
                 raise CarrierRejected(f"no pickup is booked for parcel {tracking_number}")
             self._void(state)
 
-    def void_label(self, tracking_number: str) -> None:
+    def void_label(self, tracking_number: str, carrier_ref: str | None = None) -> str | None:
         """Void the parcel's label (and any pickup); refused once the parcel moves."""
         with self._locked():
             self._void(self._load(tracking_number))
 
-    def track(self, tracking_number: str) -> list[TrackingEvent]:
+    def track(self, tracking_number: str, carrier_ref: str | None = None) -> list[TrackingEvent]:
         """The parcel's events so far, oldest first."""
         with self._locked():
             state = self._load(tracking_number)
@@ -162,8 +162,7 @@ class SandboxBackend:
         if self.fail == "retryable":
             raise CarrierRetryable("sandbox carrier: service unavailable (fail=retryable setting)")
         if self.fail == "rejected":
-            raise CarrierRejected("sandbox carrier: parcel refused (fail=rejected setting)",
-                                  shopper_message=N_("The carrier could not accept this parcel. Please check the address."))
+            raise CarrierRejected("sandbox carrier: parcel refused (fail=rejected setting)", field="address")
         if self.fail == "auth":
             raise CarrierAuthError("sandbox carrier: credentials refused (fail=auth setting)")
 

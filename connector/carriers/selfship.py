@@ -26,13 +26,13 @@ class SelfShipBackend:
     def schedule_pickup(self, shipment: ShipmentRequest, day: date) -> Pickup:
         raise CarrierNotSupported("self-shipped returns have no pickup: the shopper takes the parcel to a carrier")
 
-    def cancel_pickup(self, carrier_ref: str) -> None:
+    def cancel_pickup(self, carrier_ref: str) -> str | None:
         raise CarrierNotSupported("self-shipped returns have no pickup to cancel")
 
-    def void_label(self, tracking_number: str) -> None:
+    def void_label(self, tracking_number: str, carrier_ref: str | None = None) -> str | None:
         raise CarrierNotSupported("self-shipped returns have no label to void")
 
-    def track(self, tracking_number: str) -> list[TrackingEvent]:
+    def track(self, tracking_number: str, carrier_ref: str | None = None) -> list[TrackingEvent]:
         """Always empty: the shopper's carrier is unknown, so there is no feed to read."""
         return []
 

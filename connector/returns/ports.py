@@ -174,6 +174,10 @@ class CarrierCapabilities:
     void: bool = False
     tracking: bool = False
     international: bool = False
+    # The carrier reports parcel changes to our webhook (parse_webhook); without it we poll `track`.
+    tracking_webhook: bool = False
+    # A label may come back without its PDF (made later by the carrier): fetch_label gets it.
+    late_label: bool = False
 
     def serves(self, method: str) -> bool:
         return {
@@ -211,8 +215,46 @@ class ParcelItem:
 
 
 @dataclass(frozen=True)
+class CustomsItem:
+    description: str
+    quantity: int
+    value: Decimal  # for the whole quantity, in Customs.currency
+    weight_grams: int  # for the whole quantity
+    hs_code: str = ""
+    origin_country: str = ""  # ISO 3166-1 alpha-2
+    sku: str = ""
+
+
+@dataclass(frozen=True)
+class Customs:
+    """A customs declaration for a return crossing the EU customs border (from CH, GB, NO, US, ...),
+    built from the order lines (connector.carriers.customs.declaration)."""
+
+    currency: str
+    items: tuple[CustomsItem, ...]
+    invoice_number: str  # the order number the goods were sold under
+    contents_type: str = "returned_goods"
+    reason: str = "Return of goods"
+
+
+@dataclass(frozen=True)
+class SettingField:
+    """One setting a merchant enters for a carrier connection; the admin form is built from a
+    backend's `settings_fields`. A `secret` is sealed at rest, never shown again and never logged."""
+
+    name: str
+    label: str
+    secret: bool = False
+    required: bool = True
+    choices: tuple[tuple[str, str], ...] = ()  # (value, label); empty: free text
+    help: str = ""
+
+
+@dataclass(frozen=True)
 class ShipmentRequest:
-    """Everything a carrier needs for one return parcel. `idempotency_key` is one per shipment."""
+    """Everything a carrier needs for one return parcel. `idempotency_key` is one per shipment:
+    a backend sends it to the carrier (or finds its earlier parcel by it) so that a retried or
+    doubled request makes one label."""
 
     idempotency_key: str
     reference: str  # the RMA, printed on the label
@@ -223,6 +265,7 @@ class ShipmentRequest:
     currency: str
     weight_grams: int = 1000
     pickup_date: date | None = None
+    customs: Customs | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +297,26 @@ class TrackingEvent:
     location: str = ""
 
 
+@dataclass(frozen=True)
+class TrackingUpdate:
+    """What a carrier's webhook said about one parcel (parse_webhook). `cancelled`: True when a
+    requested cancellation is confirmed, False when the carrier refused it, None when not about that."""
+
+    tracking_number: str | None = None
+    carrier_ref: str | None = None
+    events: tuple[TrackingEvent, ...] = ()
+    cancelled: bool | None = None
+    label: Label | None = None  # a late label that is ready now
+
+
+# Void/cancel outcomes: done now, or asked for and confirmed later (from the status or a webhook).
+VOIDED = "voided"
+VOID_REQUESTED = "requested"
+
+# CarrierRejected.field values the shopper can act on (connector.carriers.refusals translates them).
+SHOPPER_FIELDS = ("address", "postcode", "phone", "email", "weight", "size", "country")
+
+
 class CarrierError(Exception):
     """Base of the carrier errors; `message` is the carrier's own words."""
 
@@ -263,7 +326,9 @@ class CarrierRetryable(CarrierError):
 
 
 class CarrierRejected(CarrierError):
-    """The carrier refused the request (address, size...); `shopper_message` is actionable."""
+    """The carrier refused the request; the message is the carrier's own words (for the merchant).
+    `field` (one of SHOPPER_FIELDS) says what the shopper can fix; `shopper_message` overrides the
+    translated message that field maps to."""
 
     def __init__(self, message: str, *, shopper_message: str | None = None, field: str | None = None):
         super().__init__(message)
@@ -279,15 +344,28 @@ class CarrierNotSupported(CarrierError):
     """The backend cannot do this (e.g. void on a carrier without cancellation)."""
 
 
+class WebhookRejected(CarrierError):
+    """A webhook delivery that is not the carrier's: bad or missing signature, unreadable body."""
+
+
 @runtime_checkable
 class CarrierBackend(Protocol):
+    """A carrier, built as ``cls(settings)``: `settings` holds the connection's fields (see
+    `settings_fields`, secrets already opened), "test_mode" (bool) and "data_dir".
+
+    Optional class attribute `settings_fields: tuple[SettingField, ...]` (what the merchant enters).
+    Optional methods, by capability: `fetch_label(carrier_ref, tracking_number) -> Label | None`
+    (late_label: None while the carrier has not made it), `parse_webhook(headers, body) ->
+    list[TrackingUpdate]` (tracking_webhook: raises WebhookRejected for a delivery that is not the
+    carrier's, checked in constant time)."""
+
     key: str
     name: str
     capabilities: CarrierCapabilities
 
     def create_return_label(self, shipment: ShipmentRequest) -> Label: ...
     def schedule_pickup(self, shipment: ShipmentRequest, day: date) -> Pickup: ...
-    def cancel_pickup(self, carrier_ref: str) -> None: ...
-    def void_label(self, tracking_number: str) -> None: ...
-    def track(self, tracking_number: str) -> list[TrackingEvent]: ...
+    def cancel_pickup(self, carrier_ref: str) -> str | None: ...
+    def void_label(self, tracking_number: str, carrier_ref: str | None = None) -> str | None: ...
+    def track(self, tracking_number: str, carrier_ref: str | None = None) -> list[TrackingEvent]: ...
     def check_credentials(self) -> None: ...

@@ -7,9 +7,11 @@ report the parcel as moving.
 """
 from __future__ import annotations
 
+import importlib
 import itertools
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from decimal import Decimal
 from typing import Callable
 
@@ -27,11 +29,27 @@ class CarrierCase:
     # Make the carrier report the parcel (by tracking number) as handed over; None when the
     # backend has no way to simulate that (the movement tests then skip for it).
     move: Callable[[str], None] | None = None
+    # How many labels (parcels) the carrier holds: the duplicate-label tests count them.
+    labels_at_carrier: Callable[[], int] | None = None
+    # Make the carrier's next label creation succeed at the carrier and its answer time out.
+    timeout_after_create: Callable[[], None] | None = None
+    # Make the carrier's next call fail: "retryable" (5xx/timeout), "address" (a refusal of the
+    # shopper's address), "auth" (credentials refused).
+    fail_next: Callable[[str], None] | None = None
+    # A webhook delivery as the carrier signs it, saying the parcel (tracking number, carrier_ref)
+    # is in transit: (headers, body). None for backends without tracking webhooks.
+    webhook: Callable[[str, str | None], tuple[dict[str, str], bytes]] | None = None
 
 
 def _sandbox(request) -> CarrierCase:
     backend = SandboxBackend({"data_dir": request.getfixturevalue("tmp_path")})
-    return CarrierCase(backend, move=lambda tracking_number: backend.advance(tracking_number))
+
+    def fail_next(mode: str) -> None:
+        backend.fail = {"address": "rejected"}.get(mode, mode)
+
+    return CarrierCase(backend, move=lambda tracking_number: backend.advance(tracking_number),
+                       labels_at_carrier=lambda: len(list(backend.state_dir.glob("SBX*.json"))),
+                       fail_next=fail_next)
 
 
 def _selfship(request) -> CarrierCase:
@@ -42,6 +60,10 @@ CASES: dict[str, Callable[[pytest.FixtureRequest], CarrierCase]] = {
     "sandbox": _sandbox,
     "selfship": _selfship,
 }
+# Each remote carrier brings its case in a module of its own, tests/carriers/cases_<name>.py,
+# defining CASES = {"<key>": factory}; they are gathered here.
+for _module in sorted(Path(__file__).parent.glob("cases_*.py")):
+    CASES.update(importlib.import_module(f"tests.carriers.{_module.stem}").CASES)
 
 
 SHOPPER = Address(name="Anna Schmidt", line1="Hauptstraße 12", postcode="80331", city="München",

@@ -11,8 +11,9 @@ from datetime import datetime
 import pytest
 
 from connector.carriers.registry import available
-from connector.returns.ports import (TRACKING_STATUSES, Address, CarrierBackend, CarrierCapabilities,
-                                     CarrierNotSupported, CarrierRejected, Label, Pickup, TrackingEvent)
+from connector.returns.ports import (SHOPPER_FIELDS, TRACKING_STATUSES, Address, CarrierAuthError, CarrierBackend,
+                                     CarrierCapabilities, CarrierNotSupported, CarrierRejected, CarrierRetryable,
+                                     Label, Pickup, TrackingEvent, TrackingUpdate, WebhookRejected)
 from tests.carriers.harness import make_request, next_pickup_day
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -167,3 +168,92 @@ def test_international_label_when_claimed(carrier):
     else:
         with pytest.raises((CarrierRejected, CarrierNotSupported)):
             backend.create_return_label(request)
+
+
+# ---------------------------------------------------------------------------- no duplicate labels
+
+
+def test_a_repeated_label_request_for_one_shipment_makes_one_label(carrier):
+    backend = carrier.backend
+    if not backend.capabilities.label:
+        pytest.skip(f"{backend.key} makes no labels")
+    if carrier.labels_at_carrier is None:
+        pytest.fail(f"{backend.key}: the contract needs labels_at_carrier to count the carrier's labels")
+    request = make_request(key="shp-dup-1")
+    first = backend.create_return_label(request)
+    second = backend.create_return_label(request)
+    assert second.tracking_number == first.tracking_number
+    assert carrier.labels_at_carrier() == 1
+
+
+def test_a_timeout_after_the_carrier_made_the_label_finds_it_instead_of_making_another(carrier):
+    backend = carrier.backend
+    if not backend.capabilities.label:
+        pytest.skip(f"{backend.key} makes no labels")
+    if carrier.timeout_after_create is None:
+        pytest.skip(f"{backend.key} talks to no remote carrier: nothing can time out")
+    request = make_request(key="shp-timeout-1")
+    carrier.timeout_after_create()
+    with pytest.raises(CarrierRetryable):
+        backend.create_return_label(request)
+    label = backend.create_return_label(request)  # the job's retry
+    assert label.tracking_number
+    assert carrier.labels_at_carrier() == 1
+
+
+# ---------------------------------------------------------------------------- error classes
+
+
+@pytest.mark.parametrize("mode, error", [("retryable", CarrierRetryable), ("address", CarrierRejected),
+                                         ("auth", CarrierAuthError)])
+def test_each_error_class(carrier, mode, error):
+    backend = carrier.backend
+    if not (backend.capabilities.label or backend.capabilities.pickup):
+        pytest.skip(f"{backend.key} calls no carrier")
+    if carrier.fail_next is None:
+        pytest.fail(f"{backend.key}: the contract needs fail_next to make the carrier fail")
+    carrier.fail_next(mode)
+    request = make_request()
+    with pytest.raises(error) as caught:
+        if backend.capabilities.label:
+            backend.create_return_label(request)
+        else:
+            backend.schedule_pickup(make_request("pickup"), next_pickup_day())
+    if mode == "address":
+        assert caught.value.field in SHOPPER_FIELDS  # something the shopper can fix
+        assert str(caught.value)  # the carrier's own words, for the merchant
+
+
+def test_check_credentials_refuses_bad_credentials(carrier):
+    backend = carrier.backend
+    if not (backend.capabilities.label or backend.capabilities.pickup):
+        backend.check_credentials()  # nothing to check: never raises
+        return
+    backend.check_credentials()
+    carrier.fail_next("auth")
+    with pytest.raises(CarrierAuthError):
+        backend.check_credentials()
+
+
+# ---------------------------------------------------------------------------- webhooks
+
+
+def test_tracking_webhooks_are_verified_and_normalised(carrier):
+    backend = carrier.backend
+    if not backend.capabilities.tracking_webhook:
+        assert carrier.webhook is None
+        return
+    label = backend.create_return_label(make_request())
+    headers, body = carrier.webhook(label.tracking_number, label.carrier_ref)
+    updates = backend.parse_webhook(headers, body)
+    assert updates and all(isinstance(u, TrackingUpdate) for u in updates)
+    (update,) = [u for u in updates if u.tracking_number == label.tracking_number
+                 or (label.carrier_ref and u.carrier_ref == label.carrier_ref)]
+    _assert_normalised(list(update.events))
+    assert update.events[-1].status == "in_transit"
+    tampered = body[:-2] + (b" }" if body[-2:] != b" }" else b"  ")
+    with pytest.raises(WebhookRejected):
+        backend.parse_webhook(headers, tampered)
+    with pytest.raises(WebhookRejected):
+        backend.parse_webhook({k: v for k, v in headers.items() if "sign" not in k.lower()
+                               and "hmac" not in k.lower()}, body)

@@ -115,11 +115,11 @@ def test_cli_lists_carriers_with_capabilities():
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["key", "name", "label", "qr", "pickup", "carrier_brings_label", "void",
-                                "tracking", "international"]
+                                "tracking", "international", "tracking_webhook", "late_label"]
     rows = {line.split()[0]: line for line in lines[1:]}
-    assert rows["sandbox"].split()[-7:] == ["yes"] * 7
+    assert rows["sandbox"].split()[-9:] == ["yes"] * 7 + ["no", "no"]
     assert "Ship it yourself" in rows["selfship"]
-    assert rows["selfship"].split()[-7:] == ["no"] * 6 + ["yes"]
+    assert rows["selfship"].split()[-9:] == ["no"] * 6 + ["yes", "no", "no"]
 
 
 def test_cli_lists_plugins_too(plugins):
@@ -128,4 +128,4 @@ def test_cli_lists_plugins_too(plugins):
     assert result.exit_code == 0, result.output
     pigeon = next(line for line in result.output.splitlines() if line.startswith("pigeon"))
     assert "Parcel Pigeon" in pigeon
-    assert pigeon.split()[-7:] == ["no", "no", "no", "no", "no", "yes", "no"]
+    assert pigeon.split()[-9:] == ["no", "no", "no", "no", "no", "yes", "no", "no", "no"]

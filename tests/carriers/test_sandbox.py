@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from connector.carriers.refusals import FIELD_MESSAGES, shopper_message
+
 from connector.carriers.sandbox import SandboxBackend, tracking_number_for
 from connector.returns.ports import Address, CarrierAuthError, CarrierRejected, CarrierRetryable
 from tests.carriers.harness import make_request, next_pickup_day
@@ -217,7 +219,8 @@ def test_fail_auth_also_fails_the_credentials_check(tmp_path):
 def test_rejected_failure_has_a_message_for_the_shopper(tmp_path):
     with pytest.raises(CarrierRejected) as caught:
         SandboxBackend({"data_dir": tmp_path, "fail": "rejected"}).create_return_label(make_request())
-    assert caught.value.shopper_message
+    assert caught.value.field == "address"
+    assert shopper_message(caught.value) == FIELD_MESSAGES["address"]
 
 
 def test_unknown_fail_mode_is_a_configuration_error(tmp_path):

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from connector.db import session
 from connector.returns import lifecycle as lc
+from connector.carriers.refusals import shopper_message
 from connector.returns.context import _, runtime
 from connector.returns.models import Event, Return, Shipment
 from connector.returns.money import quantize
@@ -79,7 +80,7 @@ def fulfil_shipment(shipment_id: int) -> Shipment | None:
     except CarrierError as exc:
         shipment.status = "failed"
         shipment.error = str(exc)[:2000]
-        shopper = exc.shopper_message if isinstance(exc, CarrierRejected) else None
+        shopper = shopper_message(exc)
         lc.record(ret, "shipment_failed", actor="carrier", public=bool(shopper),
                   data={"error": shipment.error, "shopper_message": shopper})
         _set_pending(ret, None)
