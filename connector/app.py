@@ -79,6 +79,9 @@ def build_app(config: Config | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)  # API-key authenticated JSON, no cookies
+    from connector.carriers.webhooks import bp as carrier_webhooks_bp
+    app.register_blueprint(carrier_webhooks_bp)
+    csrf.exempt(carrier_webhooks_bp)  # signed by the carrier, no cookies
     from connector.platforms.shopify.web import register as register_shopify
     register_shopify(app, csrf)
     from connector.platforms.woocommerce.web import register as register_woocommerce
@@ -100,16 +103,32 @@ def _wire_domain(app: Flask, config: Config) -> None:
     from flask_babel import gettext
 
     from connector import tasks
-    from connector.carriers.registry import available, get_backend
+    from connector.carriers import connections
+    from connector.carriers.registry import available
     from connector.platforms.registry import adapter_for
     from connector.returns.context import runtime
 
     runtime.enqueue = tasks.enqueue
     runtime.storage = app.extensions["connector.storage"]
-    runtime.carrier = lambda key, shop=None: get_backend(key, settings={"data_dir": str(config.data_dir)})
+    runtime.carrier = lambda key, shop=None, connection_id=None: _carrier(key, shop, connection_id, config)
     runtime.carrier_class = lambda key: available()[key]
+    runtime.carriers = connections
     runtime.adapter = adapter_for
     runtime.gettext = gettext
+
+
+def _carrier(key: str, shop, connection_id: int | None, config: Config):
+    """The backend for a shipment: its shop's carrier connection when it has one (that shop's
+    only), else the built-in backend `key` (sandbox, selfship)."""
+    from connector.carriers import connections
+    from connector.carriers.registry import get_backend
+
+    if connection_id is not None and shop is not None:
+        conn = connections.get(shop, connection_id)
+        if conn is None:
+            raise KeyError(f"carrier connection {connection_id} of shop {shop.id} is gone")
+        return connections.backend_of(conn)
+    return get_backend(key, settings={"data_dir": str(config.data_dir)})
 
 
 def _security_headers(app: Flask) -> None:

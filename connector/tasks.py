@@ -37,6 +37,22 @@ def void_shipment(shipment_id: int):
     services.void_shipment(shipment_id)
 
 
+@huey.task(retries=3, retry_delay=30)
+@in_app_context
+def fetch_label(shipment_id: int):
+    """A label the carrier makes later (services.fetch_late_label; the reconciler re-drives it)."""
+    services.fetch_late_label(shipment_id)
+
+
+@huey.task(retries=3, retry_delay=30)
+@in_app_context
+def carrier_webhook(connection_id: int, updates: list[dict]):
+    """Apply what a carrier's verified webhook said (connector.carriers.webhooks) to our shipments."""
+    from connector.carriers.webhooks import apply_updates
+
+    apply_updates(connection_id, updates)
+
+
 @huey.task(retries=5, retry_delay=60)
 @in_app_context
 def notify(return_id: int, kind: str):
@@ -151,10 +167,16 @@ def purge_deliveries():
 @huey.periodic_task(crontab(minute="*/30"))
 @in_app_context
 def poll_all_tracking():
-    """Queue a tracking poll for every parcel that is waiting or on its way."""
+    """Queue a tracking poll for every parcel that is waiting or on its way and due (each poll sets
+    the next one: services.shipments.poll_interval backs off while nothing happens)."""
+    from sqlalchemy import or_
+
+    from connector.returns.services.base import now_utc
+
     ids = db.session.scalars(select(Shipment.id).where(
-        Shipment.status.in_(("label_ready", "pickup_booked", "in_transit")),
-        Shipment.tracking_number.is_not(None)).limit(5000))
+        Shipment.status.in_(("label_ready", "pickup_booked", "in_transit", "void_pending")),
+        Shipment.tracking_number.is_not(None),
+        or_(Shipment.next_poll_at.is_(None), Shipment.next_poll_at <= now_utc())).limit(5000))
     for shipment_id in ids:
         poll_tracking(shipment_id)
 
@@ -297,6 +319,8 @@ JOBS = {
     "shopify_catch_up_all": shopify_catch_up_all,
     "shopify_webhook": shopify_webhook,
     "woocommerce_webhook": woocommerce_webhook,
+    "fetch_label": fetch_label,
+    "carrier_webhook": carrier_webhook,
     "woocommerce_setup": woocommerce_setup,
     "woocommerce_backfill": woocommerce_backfill,
     "woocommerce_poll": woocommerce_poll,

@@ -21,8 +21,10 @@ class Runtime:
     enqueue: Callable[..., None] = _unset("enqueue")
     # storage with put/get/exists/delete by key
     storage: Any = None
-    # carrier(key, shop) -> CarrierBackend
+    # carrier(key, shop, connection_id=None) -> CarrierBackend (the shop's connection, else built-in `key`)
     carrier: Callable[..., Any] = _unset("carrier")
+    # the shop's carrier connections (connector.carriers.connections): serving, return_address, ...
+    carriers: Any = None
     # carrier_class(key) -> the backend class (capabilities without credentials)
     carrier_class: Callable[..., Any] = _unset("carrier_class")
     # adapter(shop) -> PlatformAdapter

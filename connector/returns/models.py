@@ -155,6 +155,8 @@ class Return(Base):
     state: Mapped[str] = mapped_column(String(24), default="draft")
     method: Mapped[str | None] = mapped_column(String(24))  # pickup | dropoff | carrier_label | selfship
     carrier: Mapped[str | None] = mapped_column(String(64))
+    # The merchant's carrier account chosen with the method (None: the built-in backends).
+    carrier_connection_id: Mapped[int | None] = mapped_column(ForeignKey("carrier_connections.id", ondelete="SET NULL"))
     refund_method: Mapped[str] = mapped_column(String(24), default="original")  # original | store_credit
     currency: Mapped[str] = mapped_column(String(3))
     fee: Mapped[Decimal] = mapped_column(Amount, default=Decimal("0"))  # return shipping fee charged
@@ -226,6 +228,30 @@ class ReturnLine(Base):
     reason: Mapped[ReturnReason | None] = relationship()
 
 
+class CarrierConnection(Base):
+    """A merchant's account with a carrier backend (connector.carriers.connections): its settings
+    (secrets sealed in `credentials`), the methods it serves per destination country, and where
+    parcels go back to per country."""
+
+    __tablename__ = "carrier_connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    backend: Mapped[str] = mapped_column(String(64))  # registry key: sendcloud, easypost, karrio, ...
+    name: Mapped[str] = mapped_column(String(200))
+    credentials: Mapped[bytes | None] = mapped_column(LargeBinary)  # Fernet-sealed JSON of the secret fields
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # the other fields, cutoff_hour
+    test_mode: Mapped[bool] = mapped_column(Boolean, default=True)
+    methods: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # {method: ["DE", "AT"] | ["*"]}
+    return_addresses: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # {country | "*": address}
+    position: Mapped[int] = mapped_column(Integer, default=0)  # the first that serves a method wins
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    webhook_token: Mapped[str] = mapped_column(String(64), unique=True)  # in the carrier's webhook URL
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    check_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Shipment(Base):
     """The parcel's way back: carrier, label, pickup, tracking."""
 
@@ -235,6 +261,8 @@ class Shipment(Base):
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
     return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), index=True)
     carrier: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[int | None] = mapped_column(ForeignKey("carrier_connections.id", ondelete="SET NULL"),
+                                                      index=True)
     method: Mapped[str] = mapped_column(String(24))
     # requested -> label_ready | pickup_booked | awaiting_shipment -> in_transit -> delivered; voided; failed
     status: Mapped[str] = mapped_column(String(24), default="requested")
@@ -250,6 +278,7 @@ class Shipment(Base):
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     platform_id: Mapped[str | None] = mapped_column(String(128))  # e.g. Shopify ReverseDelivery GID
+    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # tracking poll backoff
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -53,6 +53,7 @@ def _approve(ret: Return, actor: str) -> list[tuple[str, dict]]:
     policy = policy_of(_shop(ret))
     carrier = ret.carrier or policy.carriers.get(method, "selfship")
     shipment = Shipment(shop_id=ret.shop_id, carrier=carrier, method=method, status="requested",
+                        connection_id=ret.carrier_connection_id if ret.carrier else None,
                         idempotency_key=f"shp-{ret.shop_id}-{ret.id}-{uuid.uuid4().hex[:12]}")
     ret.shipments.append(shipment)
     if method == "selfship":

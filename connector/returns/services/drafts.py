@@ -32,6 +32,7 @@ class ItemChoice:
 class MethodOption:
     method: str
     carrier: str
+    connection_id: int | None  # the shop's carrier connection; None for the built-in backends
     fee: Decimal
     currency: str
     pickup_date: date | None
@@ -109,7 +110,7 @@ def set_items(ret: Return, choices: list[ItemChoice]) -> None:
         if ret.method in offered:
             ret.fee = offered[ret.method].fee
         else:
-            ret.method, ret.carrier, ret.checklist = None, None, []
+            ret.method, ret.carrier, ret.carrier_connection_id, ret.checklist = None, None, None, []
     session.commit()
 
 
@@ -121,15 +122,41 @@ def _country(ret: Return) -> str:
     return ((ret.address or {}).get("country") or ret.order.country or _shop(ret).country).upper()
 
 
-def pickup_day(shop: Shop, country: str, now: datetime | None = None) -> date:
+def pickup_day(shop: Shop, country: str, now: datetime | None = None, *, region: str | None = None,
+               cutoff_hour: int = 24) -> date:
+    """The next working day at the pickup address (its country's and region's public holidays, the
+    shop's closed days), one later when the carrier's cut-off hour has passed in the shop's time."""
     from connector.carriers.calendar import next_working_day
 
     extra = shop.policy.get("closed_days", []) if shop.policy else []
     closed = [date.fromisoformat(d) for d in extra if isinstance(d, str)]
+    kwargs = dict(after=now or now_utc(), closed_days=closed, tz=shop.timezone, cutoff_hour=cutoff_hour)
     try:
-        return next_working_day(country or shop.country, after=now or now_utc(), closed_days=closed, tz=shop.timezone)
-    except ValueError:  # no holiday calendar for that country: count the shop's own working days
-        return next_working_day(shop.country, after=now or now_utc(), closed_days=closed, tz=shop.timezone)
+        return next_working_day(country or shop.country, region=region or None, **kwargs)
+    except ValueError:  # no calendar for that region or country: the country's, else the shop's
+        try:
+            return next_working_day(country or shop.country, **kwargs)
+        except ValueError:
+            return next_working_day(shop.country, **kwargs)
+
+
+def _carrier_for(shop: Shop, policy, method: str, country: str):
+    """(backend key, connection id, capabilities) of what performs `method` for `country`, or None.
+    A shop with carrier connections uses them (selfship needs none); one without uses the
+    built-in backends its policy names."""
+    carriers = runtime.carriers
+    if carriers is not None and method != "selfship" and carriers.of_shop(shop):
+        serving = carriers.serving(shop, method, country)
+        if serving is None:
+            return None
+        return serving.connection.backend, serving.connection.id, serving.backend.capabilities
+    carrier_key = policy.carriers.get(method)
+    if not carrier_key:
+        return None
+    try:
+        return carrier_key, None, runtime.carrier_class(carrier_key).capabilities
+    except KeyError:
+        return None
 
 
 def method_options(ret: Return) -> list[MethodOption]:
@@ -139,20 +166,20 @@ def method_options(ret: Return) -> list[MethodOption]:
     country = _country(ret)
     fault = _shop_fault(ret)
     options = []
+    region = (ret.address or {}).get("region") or None
     for method in allowed_methods(policy, country):
-        carrier_key = policy.carriers.get(method)
-        if not carrier_key:
+        found = _carrier_for(shop, policy, method, country)
+        if found is None:
             continue
-        try:
-            caps = runtime.carrier_class(carrier_key).capabilities
-        except KeyError:
-            continue
+        carrier_key, connection_id, caps = found
         if not caps.serves(method):
             continue
         pickup = method in ("pickup", "carrier_label")
+        cutoff = runtime.carriers.cutoff_hour(runtime.carriers.get(shop, connection_id)) if connection_id else 24
         options.append(MethodOption(
-            method=method, carrier=carrier_key, fee=quantize(return_fee(policy, method, shop_fault=fault), ret.currency),
-            currency=ret.currency, pickup_date=pickup_day(shop, country) if pickup else None,
+            method=method, carrier=carrier_key, connection_id=connection_id,
+            fee=quantize(return_fee(policy, method, shop_fault=fault), ret.currency), currency=ret.currency,
+            pickup_date=pickup_day(shop, country, region=region, cutoff_hour=cutoff) if pickup else None,
             pickup_window="09:00-18:00" if pickup else None, qr=method == "dropoff" and caps.qr,
             prints_label=method in ("pickup", "dropoff")))
     return options
@@ -170,6 +197,7 @@ def set_method(ret: Return, method: str, refund_method: str = "original") -> Non
         raise ValidationError({"refund_method": _("Choose where your money should go.")})
     ret.method = method
     ret.carrier = options[method].carrier
+    ret.carrier_connection_id = options[method].connection_id
     ret.fee = options[method].fee
     ret.refund_method = refund_method
     ret.checklist = []

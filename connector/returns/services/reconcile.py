@@ -25,7 +25,7 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
     Safe to run at any time and from several workers: each job body is idempotent.
     """
     now = now or now_utc()
-    counts = {"shipment": 0, "refund": 0, "void": 0, "drafts": 0, "platform": 0}
+    counts = {"shipment": 0, "label": 0, "refund": 0, "void": 0, "drafts": 0, "platform": 0}
     stuck = list(session.scalars(select(Return).where(Return.pending_step.is_not(None),
                                                       Return.pending_until < now).limit(500)))
     jobs = []
@@ -38,6 +38,10 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
             for refund in ret.refunds:
                 if refund.state in ("pending", "unknown"):
                     jobs.append(("execute_refund", {"refund_id": refund.id}))
+        elif ret.pending_step == "label":
+            for shipment in ret.shipments:
+                if shipment.status == "label_pending":
+                    jobs.append(("fetch_label", {"shipment_id": shipment.id}))
         elif ret.pending_step == "void":
             for shipment in ret.shipments:
                 if shipment.status == "void_requested":

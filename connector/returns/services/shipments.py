@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -11,25 +12,48 @@ from connector.carriers.refusals import shopper_message
 from connector.returns.context import _, runtime
 from connector.returns.models import Event, Return, Shipment
 from connector.returns.money import quantize
-from connector.returns.ports import (Address, CarrierError, CarrierNotSupported, CarrierRejected,
-                                     CarrierRetryable, ParcelItem, ShipmentRequest)
-from connector.returns.services.base import ServiceError, _backoff, _enqueue_all, _set_pending, _shop
+from connector.carriers.customs import declaration, needs_customs, parcel_weight
+from connector.returns.ports import (VOID_REQUESTED, Address, CarrierError, CarrierNotSupported, CarrierRejected,
+                                     CarrierRetryable, ParcelItem, ShipmentRequest, TrackingUpdate)
+from connector.returns.services.base import ServiceError, _backoff, _enqueue_all, _set_pending, _shop, now_utc
 from connector.returns.services.platform import platform_jobs
 from connector.returns.services.drafts import pickup_day
 from connector.returns.services.warehouse import mark_received
 
 
+# Returns whose parcel waits this long for a label the carrier makes later are given up: the
+# merchant is alerted and may retry the shipment.
+LATE_LABEL_WINDOW = timedelta(hours=24)
+PRINTED_LABEL_METHODS = ("pickup", "dropoff")  # the shopper prints (or shows) a label; carrier_label: the driver brings it
+
+
+def _backend(shipment: Shipment, shop):
+    return runtime.carrier(shipment.carrier, shop, shipment.connection_id)
+
+
+def _connection(shop, shipment: Shipment):
+    return runtime.carriers.get(shop, shipment.connection_id) if shipment.connection_id and runtime.carriers else None
+
+
 def shipment_request(ret: Return, shipment: Shipment) -> ShipmentRequest:
+    """The parcel for the carrier: from the shopper's address to the return address for their
+    country (the connection's, else the shop's), with a customs declaration when it crosses the
+    EU customs border."""
     shop = _shop(ret)
     address = ret.address or {}
     sender = Address.from_dict({**address, "email": ret.email})
-    recipient = Address.from_dict(shop.return_address or {"name": shop.name, "line1": "", "postcode": "",
-                                                          "city": "", "country": shop.country})
+    country = (sender.country or shop.country or "").upper()
+    to = (runtime.carriers.return_address(shop, _connection(shop, shipment), country) if runtime.carriers
+          else dict(shop.return_address or {}))
+    recipient = Address.from_dict(to or {"name": shop.name, "line1": "", "postcode": "", "city": "",
+                                         "country": shop.country})
     items = tuple(ParcelItem(description=line.order_line.title, quantity=line.quantity, sku=line.order_line.sku,
                              value=quantize(line.order_line.unit_price * line.quantity, ret.currency))
                   for line in ret.lines)
+    customs = declaration(ret) if needs_customs(sender.country, recipient.country) else None
     return ShipmentRequest(idempotency_key=shipment.idempotency_key, reference=ret.rma, method=shipment.method,
-                           sender=sender, recipient=recipient, items=items, currency=ret.currency)
+                           sender=sender, recipient=recipient, items=items, currency=ret.currency,
+                           weight_grams=parcel_weight(ret), customs=customs)
 
 
 def _store_label(shop_id: int, shipment: Shipment, label) -> None:
@@ -54,23 +78,26 @@ def fulfil_shipment(shipment_id: int) -> Shipment | None:
     if ret.state != lc.APPROVED:
         return shipment
     shop = _shop(ret)
-    backend = runtime.carrier(shipment.carrier, shop)
+    try:
+        backend = _backend(shipment, shop)
+    except (KeyError, ValueError) as exc:  # the connection was deleted or its settings no longer do
+        return _give_up(ret, shipment, CarrierError(f"the carrier connection cannot be used: {exc}"))
     request = shipment_request(ret, shipment)
     shipment.attempts += 1
     session.commit()
     try:
         if shipment.method in ("pickup", "carrier_label"):
-            day = pickup_day(shop, request.sender.country)
+            day = pickup_day(shop, request.sender.country, region=request.sender.region or None,
+                             cutoff_hour=runtime.carriers.cutoff_hour(_connection(shop, shipment))
+                             if runtime.carriers else 24)
             pickup = backend.schedule_pickup(request, day)
             _store_label(shop.id, shipment, pickup.label)
             shipment.pickup_date, shipment.pickup_window = pickup.day, pickup.window
             shipment.carrier_ref = pickup.carrier_ref or shipment.carrier_ref
             shipment.tracking_number = pickup.tracking_number or shipment.tracking_number
-            shipment.status = "pickup_booked"
             target = lc.AWAITING_PICKUP
         else:
             _store_label(shop.id, shipment, backend.create_return_label(request))
-            shipment.status = "label_ready"
             target = lc.LABEL_READY
     except CarrierRetryable as exc:
         shipment.error = str(exc)[:2000]
@@ -78,23 +105,76 @@ def fulfil_shipment(shipment_id: int) -> Shipment | None:
         session.commit()
         return shipment
     except CarrierError as exc:
-        shipment.status = "failed"
-        shipment.error = str(exc)[:2000]
-        shopper = shopper_message(exc)
-        lc.record(ret, "shipment_failed", actor="carrier", public=bool(shopper),
-                  data={"error": shipment.error, "shopper_message": shopper})
-        _set_pending(ret, None)
-        session.commit()
-        runtime.enqueue("alert_merchant", shop_id=shop.id,
-                        subject=f"{ret.rma}: the carrier refused the return shipment", text=shipment.error)
-        return shipment
+        return _give_up(ret, shipment, exc)
     shipment.error = None
+    if shipment.method in PRINTED_LABEL_METHODS and not shipment.label_key:
+        if not (backend.capabilities.late_label and shipment.carrier_ref):
+            return _give_up(ret, shipment, CarrierError("the carrier answered without a label"))
+        # The carrier makes the label later: fetch it (fetch_label) before telling the shopper.
+        shipment.status = "label_pending"
+        lc.record(ret, "label_pending", actor="carrier", public=False, data={"carrier_ref": shipment.carrier_ref})
+        _set_pending(ret, "label", _backoff(1))
+        session.commit()
+        return shipment
+    _ready(ret, shipment, target)
+    return shipment
+
+
+def _ready(ret: Return, shipment: Shipment, target: str) -> None:
+    """The label is there (or the pickup booked): tell the shopper, with the label."""
+    shipment.status = "pickup_booked" if target == lc.AWAITING_PICKUP else "label_ready"
     lc.transition(ret, target, actor="carrier", data={"tracking_number": shipment.tracking_number,
                                                       "pickup_date": shipment.pickup_date.isoformat()
                                                       if shipment.pickup_date else None})
     _set_pending(ret, None)
     session.commit()
     _enqueue_all([("notify", {"return_id": ret.id, "kind": target})] + platform_jobs(ret))
+
+
+def _give_up(ret: Return, shipment: Shipment, exc: CarrierError) -> Shipment:
+    """The carrier refused (or never made the label): the shopper is told what they can fix, the
+    merchant gets the carrier's own words and may retry the shipment."""
+    shop = _shop(ret)
+    shipment.status = "failed"
+    shipment.error = str(exc)[:2000]
+    shopper = shopper_message(exc)
+    lc.record(ret, "shipment_failed", actor="carrier", public=True,
+              data={"error": shipment.error, "shopper_message": shopper})
+    _set_pending(ret, None)
+    session.commit()
+    runtime.enqueue("alert_merchant", shop_id=shop.id,
+                    subject=f"{ret.rma}: the carrier refused the return shipment", text=shipment.error)
+    return shipment
+
+
+def fetch_late_label(shipment_id: int, now=None) -> Shipment | None:
+    """Job body: ask the carrier for a label it makes later (capabilities.late_label). Found: the
+    shopper gets it as for any label. Not yet: asked again with backoff (the reconciler drives
+    pending step "label"); after LATE_LABEL_WINDOW the shipment fails and the merchant is alerted."""
+    shipment = session.get(Shipment, shipment_id)
+    if shipment is None or shipment.status != "label_pending":
+        return shipment
+    ret = shipment.return_
+    shop = _shop(ret)
+    now = now or now_utc()
+    shipment.attempts += 1
+    try:
+        label = _backend(shipment, shop).fetch_label(shipment.carrier_ref, shipment.tracking_number)
+    except CarrierRetryable as exc:
+        shipment.error, label = str(exc)[:2000], None
+    except (CarrierError, KeyError, ValueError) as exc:
+        return _give_up(ret, shipment, exc if isinstance(exc, CarrierError) else CarrierError(str(exc)))
+    if label is not None and label.pdf:
+        _store_label(shop.id, shipment, label)
+        shipment.error = None
+        _ready(ret, shipment, lc.AWAITING_PICKUP if shipment.pickup_date else lc.LABEL_READY)
+        return shipment
+    if now - shipment.created_at >= LATE_LABEL_WINDOW:
+        return _give_up(ret, shipment, CarrierError(
+            f"the carrier has not made the label within {int(LATE_LABEL_WINDOW.total_seconds() // 3600)} hours "
+            f"(reference {shipment.carrier_ref})"))
+    _set_pending(ret, "label", _backoff(shipment.attempts))
+    session.commit()
     return shipment
 
 
@@ -120,14 +200,24 @@ def void_shipment(shipment_id: int) -> Shipment | None:
     if shipment is None or shipment.status != "void_requested":
         return shipment
     ret = shipment.return_
-    backend = runtime.carrier(shipment.carrier, _shop(ret))
     try:
+        backend = _backend(shipment, _shop(ret))
+        outcomes = []
         if shipment.pickup_date and shipment.carrier_ref:
-            backend.cancel_pickup(shipment.carrier_ref)
+            outcomes.append(backend.cancel_pickup(shipment.carrier_ref))
         if shipment.tracking_number:
-            backend.void_label(shipment.tracking_number)
+            outcomes.append(backend.void_label(shipment.tracking_number, shipment.carrier_ref))
+        if VOID_REQUESTED in outcomes:
+            # Asked for; the carrier confirms later (its webhook or the tracking poll: apply_update).
+            shipment.status = "void_pending"
+            lc.record(ret, "label_void_requested", actor="carrier", public=False)
+        else:
+            shipment.status = "voided"
+            lc.record(ret, "label_voided", actor="carrier", public=True)
+    except (KeyError, ValueError) as exc:
         shipment.status = "voided"
-        lc.record(ret, "label_voided", actor="carrier", public=True)
+        shipment.error = str(exc)[:2000]
+        lc.record(ret, "label_not_voided", actor="carrier", public=True, data={"error": shipment.error})
     except CarrierRetryable as exc:
         shipment.error = str(exc)[:2000]
         shipment.attempts += 1
@@ -151,10 +241,54 @@ def refresh_tracking(shipment: Shipment) -> Shipment:
     ret = shipment.return_
     if not shipment.tracking_number or shipment.status in ("voided", "failed", "void_requested"):
         return shipment
-    backend = runtime.carrier(shipment.carrier, _shop(ret))
+    backend = _backend(shipment, _shop(ret))
     if not backend.capabilities.tracking:
         return shipment
-    events = backend.track(shipment.tracking_number)
+    events = backend.track(shipment.tracking_number, shipment.carrier_ref)
+    shipment.next_poll_at = now_utc() + poll_interval(shipment, backend.capabilities.tracking_webhook)
+    session.commit()
+    return apply_events(shipment, events)
+
+
+def poll_interval(shipment: Shipment, has_webhook: bool) -> timedelta:
+    """How long until the next tracking poll: soon while the parcel is fresh, then backing off the
+    longer nothing happens; a daily safety net where the carrier sends webhooks."""
+    if has_webhook:
+        return timedelta(hours=24)
+    last = max([datetime.fromisoformat(e["at"]) for e in shipment.events or []] + [shipment.created_at])
+    quiet = now_utc() - last
+    if quiet < timedelta(hours=24):
+        return timedelta(minutes=30)
+    if quiet < timedelta(days=3):
+        return timedelta(hours=2)
+    return timedelta(hours=6)
+
+
+def apply_update(shipment: Shipment, update: TrackingUpdate) -> Shipment:
+    """What a carrier's webhook said about the parcel: events, a confirmed or refused cancellation,
+    a late label."""
+    ret = shipment.return_
+    if update.cancelled is not None and shipment.status == "void_pending":
+        shipment.status = "voided"
+        if update.cancelled:
+            lc.record(ret, "label_voided", actor="carrier", public=True)
+        else:
+            lc.record(ret, "label_not_voided", actor="carrier", public=True,
+                      data={"error": "the carrier refused the cancellation"})
+        session.commit()
+    if update.label is not None and update.label.pdf and shipment.status == "label_pending":
+        _store_label(ret.shop_id, shipment, update.label)
+        _ready(ret, shipment, lc.AWAITING_PICKUP if shipment.pickup_date else lc.LABEL_READY)
+    if update.events:
+        apply_events(shipment, list(update.events))
+    return shipment
+
+
+def apply_events(shipment: Shipment, events: list) -> Shipment:
+    """New tracking events move the return: in transit, then delivered (= received)."""
+    ret = shipment.return_
+    if shipment.status in ("voided", "failed", "void_requested", "void_pending"):
+        return shipment
     known = {(e["at"], e["status"]) for e in shipment.events}
     fresh = [e for e in events if (e.at.isoformat(), e.status) not in known]
     if not fresh:
