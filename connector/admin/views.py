@@ -250,4 +250,4 @@ def logout():
 
 
 # Route modules register on `bp`; imported last because they use the helpers above.
-from connector.admin import returns_pages, settings_pages  # noqa: E402,F401
+from connector.admin import carrier_pages, returns_pages, settings_pages  # noqa: E402,F401

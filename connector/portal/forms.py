@@ -119,6 +119,8 @@ class AddressForm(FlaskForm):
         DataRequired(_l("This field is required.")), Length(max=32, message=_l("This is too long."))])
     city = StringField(_l("City"), filters=[single_line], validators=[
         DataRequired(_l("This field is required.")), Length(max=128, message=_l("This is too long."))])
+    region = StringField(_l("State or region (optional)"), filters=[single_line],
+                         validators=[Length(max=64, message=_l("This is too long."))])
     country = SelectField(_l("Country"), validate_choice=True, validators=[DataRequired(_l("Choose a country."))])
     phone = StringField(_l("Phone (optional, for the driver)"), filters=[single_line], validators=[
         Length(max=40, message=_l("This is too long.")),
@@ -130,7 +132,7 @@ class AddressForm(FlaskForm):
 
     def address(self) -> dict[str, str]:
         return {name: (getattr(self, name).data or "") for name in
-                ("name", "line1", "line2", "postcode", "city", "country", "phone")}
+                ("name", "line1", "line2", "postcode", "city", "region", "country", "phone")}
 
 
 class TrackingForm(FlaskForm):

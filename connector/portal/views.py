@@ -391,7 +391,7 @@ def instructions(order_id: int):
         address["country"] = str(address.get("country") or order.country or g.portal_shop.country).upper()
         form = forms.AddressForm(prefix="address", data={k: address.get(k) or "" for k in
                                                          ("name", "line1", "line2", "postcode", "city",
-                                                          "country", "phone")})
+                                                          "region", "country", "phone")})
         ticked = list(ret.checklist or [])
     return render_template("portal/instructions.html", order=order, ret=ret, form=form, checklist=checklist,
                            ticked=ticked, errors=errors, step=4), (422 if errors else 200)

@@ -224,7 +224,9 @@ def checklist_items(ret: Return) -> list[tuple[str, str]]:
     return [(code, _(text)) for code, text in CHECKLISTS.get(ret.method or "", ())]
 
 
-ADDRESS_FIELDS = {"name": 255, "line1": 255, "line2": 255, "postcode": 32, "city": 128, "country": 2, "phone": 40}
+# region: state / province / Bundesland code, optional; pickups follow its public holidays.
+ADDRESS_FIELDS = {"name": 255, "line1": 255, "line2": 255, "postcode": 32, "city": 128, "region": 64, "country": 2,
+                  "phone": 40}
 
 
 def validate_address(address: dict[str, Any]) -> dict[str, str]:
