@@ -37,6 +37,8 @@ def shipment_status_label(status: str) -> str:
     return {"requested": _("Requested from the carrier"), "label_ready": _("Label ready"),
             "pickup_booked": _("Pickup booked"), "awaiting_shipment": _("Waiting for the shopper to send it"),
             "in_transit": _("On its way"), "delivered": _("Delivered"), "void_requested": _("Cancelling"),
+            "void_pending": _("Cancellation asked, waiting for the carrier"),
+            "label_pending": _("Waiting for the carrier to make the label"),
             "voided": _("Cancelled"), "failed": _("Refused by the carrier")}.get(status, status)
 
 

@@ -72,3 +72,30 @@ def test_a_shopper_in_a_country_no_carrier_serves_may_only_send_it_themselves(
     assert offered(page) == ["selfship"]
     run.take("03-method")
     assert order_of(connected, "1003").country == "FR"
+
+
+def test_the_merchant_connects_a_carrier_account(open_page, live_server, shop, steps):
+    from tests.browser.conftest import sign_in_as_merchant
+
+    page = open_page()
+    run = steps(page, "admin-carriers", axe=True)
+    sign_in_as_merchant(page, live_server, run, axe=False)
+    page.get_by_role("link", name="Settings").first.click()
+    page.get_by_role("link", name="Carrier accounts").first.click()
+    expect(page.get_by_role("heading", level=2, name="Carrier accounts")).to_be_visible()
+    run.take("02-accounts")
+    page.get_by_role("link", name="Sandbox carrier").click()
+    page.get_by_label("Account name").fill("Sandbox DE")
+    page.get_by_label("Pickup cut-off hour").fill("14")
+    page.get_by_label("Pickup, driver brings label").fill("DE, AT")
+    run.take("03-new")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Carrier account saved.")).to_be_visible()
+    page.get_by_role("button", name="Check credentials").click()
+    expect(page.get_by_text("The carrier accepted the credentials.")).to_be_visible()
+    run.take("04-checked")
+    page.get_by_role("link", name="All carrier accounts").click()
+    expect(page.get_by_role("link", name="Sandbox DE")).to_be_visible()
+    expect(page.get_by_text("Credentials accepted")).to_be_visible()
+    run.take("05-listed")
+    run.assert_clean()
