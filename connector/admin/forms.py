@@ -93,6 +93,8 @@ class PolicyForm(FlaskForm):
     store_credit = BooleanField(_l("Offer store credit instead of money back"))
     reason_required = BooleanField(_l("Shoppers must give a reason"))
     auto_approve = BooleanField(_l("Approve returns automatically"))
+    receive_on_delivery = BooleanField(_l("Mark a return received when the carrier delivers it"),
+                                       description=_l("Off: the warehouse receives each parcel itself."))
     auto_approve_max_total = StringField(_l("…only up to this return value"), validators=[Length(max=20)],
                                          description=_l("Leave empty for no limit."))
     auto_approve_reason_codes = MultiCheckboxField(_l("…only for these reasons"), choices=[],
@@ -115,7 +117,7 @@ class PolicyForm(FlaskForm):
     def fill(self, policy: dict[str, Any]) -> None:
         """Show the stored policy (on GET)."""
         for name in ("window_days", "transit_allowance_days", "ship_by_days", "refund_shipping", "store_credit",
-                     "reason_required", "auto_approve", "refund_trigger"):
+                     "reason_required", "auto_approve", "refund_trigger", "receive_on_delivery"):
             getattr(self, name).data = policy.get(name)
         for name in self.COMMA_LISTS:
             getattr(self, name).data = ", ".join(policy.get(name) or [])
@@ -127,7 +129,7 @@ class PolicyForm(FlaskForm):
         """The submitted values as policy keys (strings where ReturnPolicy.from_dict parses them)."""
         values: dict[str, Any] = {name: getattr(self, name).data for name in (
             "window_days", "transit_allowance_days", "ship_by_days", "refund_shipping", "store_credit",
-            "reason_required", "auto_approve", "refund_trigger")}
+            "reason_required", "auto_approve", "refund_trigger", "receive_on_delivery")}
         for name in self.COMMA_LISTS:
             values[name] = [v.strip() for v in (getattr(self, name).data or "").split(",") if v.strip()]
         values["restocking_fee_percent"] = self.restocking_fee_percent.data.strip()

@@ -138,6 +138,12 @@ def _describe(event) -> tuple[str, str]:
         return _("Label voided"), ""
     if event.kind == "label_not_voided":
         return _("The label could not be voided"), data.get("error") or ""
+    if event.kind == "label_void_requested":
+        return _("Cancellation asked from the carrier"), ""
+    if event.kind == "label_pending":
+        return _("The carrier makes the label later"), data.get("carrier_ref") or ""
+    if event.kind == "parcel_delivered":
+        return _("The carrier delivered the parcel"), data.get("tracking_number") or ""
     if event.kind == "platform_opened":
         return _("Created in the store's admin"), data.get("platform_id") or ""
     if event.kind == "platform_sync_failed":

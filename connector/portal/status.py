@@ -123,6 +123,8 @@ def describe(event, ret) -> str | None:
         return _("The return label was cancelled.")
     if event.kind == "label_not_voided":
         return _("The label could not be cancelled with the carrier; please do not use it.")
+    if event.kind == "parcel_delivered":
+        return _("The carrier delivered your parcel to us; we are checking it.")
     if event.kind == "shipment_failed":
         # The carrier's message is one of its backend's N_()-marked texts: translate it here.
         carrier_says = data.get("shopper_message")

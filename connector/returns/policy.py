@@ -53,6 +53,9 @@ class ReturnPolicy:
     auto_approve_max_total: Decimal | None = None  # auto-approve only up to this return value
     auto_approve_reason_codes: list[str] | None = None  # None: any reason
     refund_trigger: str = "manual"  # one of REFUND_TRIGGERS
+    # The carrier's "delivered" marks the return received; False: it waits for the warehouse to
+    # receive (count) it, and "delivered" only shows on the return.
+    receive_on_delivery: bool = True
     ship_by_days: int = 14
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +128,7 @@ _READERS = {
     "fees": lambda d: {str(k): _decimal(v) for k, v in d.items()},
     "restocking_fee_percent": _decimal,
     "refund_shipping": str, "refund_trigger": str,
-    "store_credit": _bool, "reason_required": _bool, "auto_approve": _bool,
+    "store_credit": _bool, "reason_required": _bool, "auto_approve": _bool, "receive_on_delivery": _bool,
     "auto_approve_max_total": lambda v: None if v in (None, "") else _decimal(v),
     "auto_approve_reason_codes": lambda v: None if v is None else _strings(v),
 }

@@ -384,3 +384,24 @@ def test_another_shops_connection_is_a_404_in_the_admin(shop, admin):
     other = connect(make_shop("other-shop", with_orders=False))
     assert admin.get(f"settings/carriers/{other.id}").status_code == 404
     assert admin.post(f"settings/carriers/{other.id}/check", page="settings/carriers").status_code == 404
+
+
+def test_delivered_is_received_unless_the_shop_receives_parcels_itself(shop):
+    from connector.returns.services.shipments import apply_events
+
+    delivered = [TrackingEvent(at=now(), status="delivered")]
+    ret = confirmed(shop)
+    apply_events(ret.shipment, delivered)
+    assert ret.state == lc.RECEIVED
+
+    warehouse = make_shop("warehouse-shop")
+    warehouse.policy = {"receive_on_delivery": False}
+    db.session.commit()
+    ret = confirmed(warehouse)
+    shipment = ret.shipment
+    apply_events(shipment, delivered)
+    apply_events(shipment, delivered)  # the carrier says it twice
+    assert ret.state == lc.LABEL_READY and shipment.status == "delivered"
+    assert [e.kind for e in ret.events].count("parcel_delivered") == 1
+    services.mark_received(ret, "merchant:anna")
+    assert ret.state == lc.RECEIVED

@@ -15,7 +15,8 @@ from connector.returns.money import quantize
 from connector.carriers.customs import declaration, needs_customs, parcel_weight
 from connector.returns.ports import (VOID_REQUESTED, Address, CarrierError, CarrierNotSupported, CarrierRejected,
                                      CarrierRetryable, ParcelItem, ShipmentRequest, TrackingUpdate)
-from connector.returns.services.base import ServiceError, _backoff, _enqueue_all, _set_pending, _shop, now_utc
+from connector.returns.services.base import (ServiceError, _backoff, _enqueue_all, _set_pending, _shop, now_utc,
+                                             policy_of)
 from connector.returns.services.platform import platform_jobs
 from connector.returns.services.drafts import pickup_day
 from connector.returns.services.warehouse import mark_received
@@ -306,7 +307,13 @@ def apply_events(shipment: Shipment, events: list) -> Shipment:
     if notify:
         runtime.enqueue("notify", return_id=ret.id, kind=notify)
     if "delivered" in statuses and ret.state in (lc.IN_TRANSIT, *lc.WAITING_FOR_PARCEL):
-        mark_received(ret, "carrier")
+        if policy_of(_shop(ret)).receive_on_delivery:
+            mark_received(ret, "carrier")
+        elif shipment.status != "delivered":
+            shipment.status = "delivered"  # the warehouse receives it (and counts what came)
+            lc.record(ret, "parcel_delivered", actor="carrier", public=True,
+                      data={"tracking_number": shipment.tracking_number})
+            session.commit()
     return shipment
 
 
