@@ -6,19 +6,19 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from connector.carriers.customs import declaration, needs_customs, parcel_weight
+from connector.carriers.refusals import shopper_message
 from connector.db import session
 from connector.returns import lifecycle as lc
-from connector.carriers.refusals import shopper_message
 from connector.returns.context import _, runtime
 from connector.returns.models import Event, Return, Shipment
 from connector.returns.money import quantize
-from connector.carriers.customs import declaration, needs_customs, parcel_weight
-from connector.returns.ports import (VOID_REQUESTED, Address, CarrierError, CarrierNotSupported, CarrierRejected,
-                                     CarrierRetryable, ParcelItem, ShipmentRequest, TrackingUpdate)
+from connector.returns.ports import (VOID_REQUESTED, Address, CarrierError, CarrierNotSupported, CarrierRetryable,
+                                     ParcelItem, ShipmentRequest, TrackingUpdate)
 from connector.returns.services.base import (ServiceError, _backoff, _enqueue_all, _set_pending, _shop, now_utc,
                                              policy_of)
-from connector.returns.services.platform import platform_jobs
 from connector.returns.services.drafts import pickup_day
+from connector.returns.services.platform import platform_jobs
 from connector.returns.services.warehouse import mark_received
 
 
@@ -186,6 +186,7 @@ def retry_shipment(ret: Return, actor: str) -> Shipment:
         raise ServiceError(_("There is no failed shipment to retry."))
     shipment.status = "voided"
     fresh = Shipment(shop_id=ret.shop_id, carrier=shipment.carrier, method=shipment.method, status="requested",
+                     connection_id=shipment.connection_id,
                      idempotency_key=f"shp-{ret.shop_id}-{ret.id}-{uuid.uuid4().hex[:12]}")
     ret.shipments.append(fresh)
     lc.record(ret, "shipment_retry", actor=actor)
