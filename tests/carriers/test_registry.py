@@ -42,12 +42,18 @@ def plugins(monkeypatch):
 
 
 def test_builtins_are_available_through_the_installed_entry_points():
-    """pyproject.toml declares both built-ins in the group; the installed package must expose them."""
+    """pyproject.toml declares the built-ins and the shipped carriers in the group; the installed
+    package must expose them."""
     from importlib.metadata import entry_points
+
+    from connector.carriers.easypost_backend import EasyPostBackend
+    from connector.carriers.karrio_backend import KarrioBackend
+    from connector.carriers.sendcloud import SendcloudBackend
     declared = {ep.name: ep.value for ep in entry_points(group=registry.ENTRY_POINT_GROUP)}
     assert declared["sandbox"] == "connector.carriers.sandbox:SandboxBackend"
     assert declared["selfship"] == "connector.carriers.selfship:SelfShipBackend"
-    assert available() == {"sandbox": SandboxBackend, "selfship": SelfShipBackend}
+    assert available() == {"easypost": EasyPostBackend, "karrio": KarrioBackend, "sandbox": SandboxBackend,
+                           "selfship": SelfShipBackend, "sendcloud": SendcloudBackend}
 
 
 def test_builtins_are_there_even_without_entry_points(plugins):
@@ -74,7 +80,8 @@ def test_unknown_key_names_the_known_ones():
     with pytest.raises(KeyError) as caught:
         get_backend("carrier-pigeon")
     assert isinstance(caught.value, UnknownCarrier)
-    assert str(caught.value) == "unknown carrier backend 'carrier-pigeon'; known backends: sandbox, selfship"
+    assert str(caught.value) == ("unknown carrier backend 'carrier-pigeon'; known backends: "
+                                 "easypost, karrio, sandbox, selfship, sendcloud")
 
 
 @pytest.mark.parametrize(("value", "reason"), [
