@@ -13,15 +13,29 @@ picks the carrier by the shipping option code in the connection's settings. Call
 - ``PATCH /returns/{id}/cancel`` only *requests* a cancellation (202); the parcel's status later
   says whether the carrier cancelled it. 409 "Return is not cancellable." once it moves.
 - Label PDFs from the return's ``label.label_printer`` URL (``/parcels/{id}/documents/label``, A6).
+- QR codes for labelless returns (setting "qr_dropoff"): the return is made with ``delivery_option``
+  ``drop_off_labelless`` (a shipping option with the ``labelless`` functionality: "can be announced
+  with a QR code instead of a traditional label") and the QR comes as PNG from the v2 parcel
+  documents endpoint, ``GET /api/v2/parcels/{id}/documents/qr`` with ``Accept: image/png`` (v3's
+  documents endpoint lists no ``qr`` type). Whether an option is labelless depends on the merchant's
+  shipping option, so qr is set per connection.
+- Pickups (setting "pickups"): the return parcel is made as above and the Pickups API v3 books the
+  carrier's driver at the shopper's address on the chosen day: ``POST /pickups`` (address,
+  ``time_slots`` in UTC, items, ``reference`` = the idempotency key, ``carrier_code``),
+  ``GET /pickups`` (Link-header pages) and ``GET /pickups/{id}`` to find a booking whose answer was
+  lost, ``POST /pickups/{id}/cancel`` (200 CANCELLED, 202 CANCELLATION_REQUESTED when Sendcloud
+  Support cancels it, 409 when it cannot be cancelled). Not the Returns API's own
+  ``delivery_option: "pickup"``: that books the pickup itself on "the next working day, or the
+  following day", so the shopper's day could not be kept. Only some carriers take pickups through
+  the API, so pickup is set per connection too. The shopper prints the label: Sendcloud documents
+  no pickup where the driver brings it (method carrier_label is refused).
 
 Auth: HTTP Basic with the integration's public and secret key. Webhooks (``parcel_status_changed``)
 carry ``Sendcloud-Signature``: hex HMAC-SHA256 of the raw body, keyed with the integration's
 Secret Key, or its Webhook Signature Key for integration types that have one.
 
-Not offered: pickups (Sendcloud's Pickups API books a driver for an address and time slot, apart
-from any return parcel, for a short list of carriers) and QR codes (the Returns API returns label
-URLs only, no QR image). Sendcloud has no sandbox endpoint: "test_mode" changes nothing here; test
-with a test integration and a shipping option that costs nothing.
+Sendcloud has no sandbox endpoint: "test_mode" changes nothing here; test with a test integration
+and a shipping option that costs nothing.
 """
 from __future__ import annotations
 
@@ -29,15 +43,18 @@ import hashlib
 import hmac
 import json
 import os
+import re
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
+from zoneinfo import ZoneInfo
 
 import requests
 
-from connector.returns.ports import (VOID_REQUESTED, Address, CarrierAuthError, CarrierCapabilities,
+from connector.returns.ports import (VOID_REQUESTED, VOIDED, Address, CarrierAuthError, CarrierCapabilities,
                                      CarrierNotSupported, CarrierRejected, CarrierRetryable, Label, Pickup,
                                      SettingField, ShipmentRequest, TrackingEvent, TrackingUpdate,
                                      WebhookRejected)
@@ -52,6 +69,17 @@ JOURNAL_FOLDER = "sendcloud"
 LOOKBACK = timedelta(days=14)
 LIST_PAGE_SIZE = 40  # the documented maximum
 _DUPLICATE_REFERENCE = "external reference has already been used"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+YES = frozenset({"yes", "true", "1", "on"})
+# Pickups: the window asked for on the day, local time at the shopper's address, unless the
+# connection sets its own; a retry whose booking answer was lost pages through this many pages of
+# Sendcloud's pickups (the list has no filter) before giving up.
+PICKUP_WINDOW = "09:00-17:00"
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+PICKUP_PAGE_SIZE = 100  # the documented maximum
+PICKUP_SEARCH_PAGES = 5
+PICKUP_FAILED = frozenset({"FAILED"})
+PICKUP_CANCEL_PENDING = frozenset({"CANCELLATION_REQUESTED"})
 
 # ---------------------------------------------------------------------------- parcel statuses
 # Sendcloud's parcel statuses -> ports.TRACKING_STATUSES, in one place.
@@ -173,11 +201,16 @@ def rejection(payload: Any, fallback: str) -> CarrierRejected:
 # ---------------------------------------------------------------------------- the backend
 
 class SendcloudBackend:
+    """Sendcloud returns. The class capabilities say what a connection *can* be set up to do (so
+    the admin offers Sendcloud for pickups); each instance narrows qr and pickup to what its
+    settings turn on, and the portal asks the instance."""
+
     key = "sendcloud"
     name = "Sendcloud"
-    capabilities = CarrierCapabilities(label=True, qr=False, pickup=False, carrier_brings_label=False,
+    capabilities = CarrierCapabilities(label=True, qr=True, pickup=True, carrier_brings_label=False,
                                        void=True, tracking=True, international=True,
                                        tracking_webhook=True, late_label=True)
+    _YES_NO = (("no", "No"), ("yes", "Yes"))
     settings_fields = (
         SettingField("public_key", "Public key", help="Sendcloud > Settings > Integrations > Sendcloud API"),
         SettingField("secret_key", "Secret key", secret=True),
@@ -187,6 +220,20 @@ class SendcloudBackend:
                      help="Only for integrations that have one; otherwise the secret key signs webhooks"),
         SettingField("brand_id", "Brand id", required=False, help="Sendcloud brand the returns belong to"),
         SettingField("api_base", "API address", required=False, help=f"Default {API_BASE}"),
+        SettingField("qr_dropoff", "Labelless returns (QR code)", required=False, choices=_YES_NO,
+                     help="Yes only when the return shipping option above is a labelless one (Sendcloud "
+                          "shipping functionality 'labelless': announced with a QR code instead of a "
+                          "label). Shoppers then show a QR code at the drop-off point."),
+        SettingField("pickups", "Pickups at the shopper's address", required=False, choices=_YES_NO,
+                     help="Yes only when the shipping option's carrier is one Sendcloud's Pickups API "
+                          "books (sendcloud.dev, Pickups API: which carriers support pickups via the "
+                          "API). The driver collects the parcel on the day the shopper chose; the "
+                          "shopper prints the label."),
+        SettingField("pickup_carrier_code", "Pickup carrier code", required=False,
+                     help="Sendcloud's carrier code for pickups, e.g. dhl_express. Default: the carrier "
+                          "of the shipping option code (the part before ':')"),
+        SettingField("pickup_window", "Pickup time window", required=False,
+                     help=f"HH:MM-HH:MM, local time at the shopper's address. Default {PICKUP_WINDOW}"),
     )
 
     def __init__(self, settings: dict | None = None):
@@ -201,6 +248,17 @@ class SendcloudBackend:
             raise ValueError("Sendcloud setting 'brand_id' must be a number")
         self.brand_id = int(brand) if brand not in (None, "") else None
         self.api_base = str(settings.get("api_base") or API_BASE).rstrip("/")
+        # The QR document is only on the v2 documents endpoint, same host.
+        self.api_base_v2 = re.sub(r"/v3$", "/v2", self.api_base)
+        self.qr_dropoff = _yes(settings.get("qr_dropoff"))
+        self.pickups = _yes(settings.get("pickups"))
+        self.pickup_carrier_code = str(settings.get("pickup_carrier_code")
+                                       or self.shipping_option_code.split(":", 1)[0])
+        window = str(settings.get("pickup_window") or PICKUP_WINDOW).replace(" ", "")
+        if not _WINDOW.match(window) or window[6:] <= window[:5]:
+            raise ValueError("Sendcloud setting 'pickup_window' must be HH:MM-HH:MM, the end after the start")
+        self.pickup_window = window
+        self.capabilities = replace(type(self).capabilities, qr=self.qr_dropoff, pickup=self.pickups)
         data_dir = Path(settings.get("data_dir") or os.environ.get("DATA_DIR") or "var")
         self.journal = Journal(data_dir / JOURNAL_FOLDER)
         self.session = requests.Session()
@@ -248,10 +306,52 @@ class SendcloudBackend:
         return label if label.pdf is not None else None
 
     def schedule_pickup(self, shipment: ShipmentRequest, day: date) -> Pickup:
-        raise CarrierNotSupported("Sendcloud returns are dropped off; this backend books no pickups")
+        """Make the return parcel (its label, as create_return_label) and book the carrier's driver
+        at the shopper's address on `day`, in the connection's window, once per idempotency key.
+
+        The key goes to Sendcloud as the pickup's `reference`. A repeat answers from the journal;
+        a retry after a booking whose answer was lost looks for a pickup with that reference
+        before booking another. Sendcloud answering with another day than `day` is refused (and
+        that booking cancelled): the shopper was promised `day`.
+        """
+        if not self.capabilities.pickup:
+            raise CarrierNotSupported("this Sendcloud connection books no pickups (setting 'pickups')")
+        if shipment.method != "pickup":
+            raise CarrierNotSupported("Sendcloud documents no pickup where the driver brings the label")
+        zone = _zone_of(shipment.sender.country)
+        if day < datetime.now(zone).date():
+            raise CarrierRejected(f"the pickup day {day.isoformat()} has passed")
+        label = self.create_return_label(shipment)
+        key = shipment.idempotency_key
+        booking = (self.journal.get(key) or {}).get("pickup") or {}
+        if booking.get("id"):
+            return _pickup(booking, label)
+        if booking.get("started_at"):  # an earlier booking began and we never heard back
+            found = self._find_pickup(key, since=_parse_time(booking["started_at"]) - timedelta(days=1))
+            if found:
+                return self._booked(shipment, day, zone, found, label)
+        self._note_booking(key, {"started_at": _utcnow().isoformat()})
+        created = self._call("POST", "/pickups", json=self._pickup_body(shipment, day, zone, label))
+        return self._booked(shipment, day, zone, created.get("data") or created, label)
 
     def cancel_pickup(self, carrier_ref: str) -> str | None:
-        raise CarrierNotSupported("Sendcloud returns are dropped off; this backend books no pickups")
+        """Cancel pickup `carrier_ref` (Sendcloud's pickup id). VOIDED when the carrier cancelled
+        it during the call, VOID_REQUESTED when Sendcloud Support cancels it later (202); the
+        return parcel and its label stay. CarrierRejected once it cannot be cancelled (409: the
+        pickup time started, the carrier's deadline passed, or the carrier takes no cancellations)."""
+        if not self.capabilities.pickup:
+            raise CarrierNotSupported("this Sendcloud connection books no pickups (setting 'pickups')")
+        if not str(carrier_ref).isdigit():
+            raise CarrierRejected(f"{carrier_ref!r} is not a Sendcloud pickup id")
+        response = self._send("POST", f"/pickups/{int(carrier_ref)}/cancel", accept=(409,))
+        answer = _json(response)
+        status = str(((answer.get("data") if isinstance(answer, dict) else None) or {}).get("status") or "").upper()
+        if response.status_code == 409:
+            raise rejection(answer, f"Sendcloud could not cancel pickup {carrier_ref}"
+                                    + (f" (status {status})" if status else ""))
+        if response.status_code == 202 or status in PICKUP_CANCEL_PENDING:
+            return VOID_REQUESTED
+        return VOIDED
 
     def void_label(self, tracking_number: str, carrier_ref: str | None = None) -> str | None:
         """Ask Sendcloud to cancel the return. It confirms later (the parcel's status becomes
@@ -313,8 +413,10 @@ class SendcloudBackend:
         mine, theirs = urlsplit(self.api_base), urlsplit(url)
         return (mine.scheme, mine.netloc) == (theirs.scheme, theirs.netloc)
 
-    def _send(self, method: str, path_or_url: str, **kwargs) -> requests.Response:
-        """One HTTP call, its failures as carrier errors (never with the credentials in them)."""
+    def _send(self, method: str, path_or_url: str, *, accept: tuple[int, ...] = (),
+              **kwargs) -> requests.Response:
+        """One HTTP call, its failures as carrier errors (never with the credentials in them);
+        4xx statuses in `accept` come back as answers for the caller to read."""
         url = self._url(path_or_url)
         try:
             response = self.session.request(method, url, timeout=TIMEOUT, **kwargs)
@@ -327,6 +429,8 @@ class SendcloudBackend:
             raise CarrierRetryable(f"Sendcloud answered {status} to {method} {urlsplit(url).path}")
         if status in (401, 403):
             raise CarrierAuthError(f"Sendcloud refused the credentials ({status})")
+        if status in accept:
+            return response
         if status == 404:
             raise CarrierRejected(f"Sendcloud knows no {urlsplit(url).path}")
         if status >= 400:
@@ -353,8 +457,10 @@ class SendcloudBackend:
             "external_reference": shipment.idempotency_key,
             "total_order_value": {"value": float(sum((i.value * i.quantity for i in shipment.items), Decimal(0))),
                                   "currency": shipment.currency},
-            "delivery_option": "drop_off_point",
         }
+        option = self._delivery_option(shipment)
+        if option:
+            body["delivery_option"] = option
         if self.brand_id is not None:
             body["brand_id"] = self.brand_id
         if shipment.customs is not None:
@@ -376,6 +482,14 @@ class SendcloudBackend:
                                          "currency": customs.currency}
         return body
 
+    def _delivery_option(self, shipment: ShipmentRequest) -> str | None:
+        """How the shopper hands the parcel over. None for a pickup: we book the driver through
+        the Pickups API on the shopper's day; "pickup" here would have Sendcloud book one of its
+        own, on a day of its choosing, for carriers with pickup returns."""
+        if shipment.method == "pickup":
+            return None
+        return "drop_off_labelless" if self.qr_dropoff else "drop_off_point"
+
     def _label_of(self, record: dict[str, Any], found: dict[str, Any] | None = None) -> Label:
         """The Label of a known return: its PDF when Sendcloud has announced it, else pdf=None."""
         return_id = record["return_id"]
@@ -384,9 +498,27 @@ class SendcloudBackend:
         if tracking_number:  # void_label and webhooks know a return by its tracking number
             self.journal.note_tracking(tracking_number, return_id)
         url = _label_url(found)
-        pdf = self._download_pdf(url, record.get("parcel_id")) if url else None
-        return Label(tracking_number=tracking_number, pdf=pdf, carrier_ref=str(return_id),
+        parcel_id = record.get("parcel_id") or self.journal.parcel_of(return_id) or _parcel_in(url)
+        pdf = self._download_pdf(url, parcel_id) if url else None
+        qr = self._qr_png(parcel_id) if pdf is not None and self._labelless(found) else None
+        return Label(tracking_number=tracking_number, pdf=pdf, qr_png=qr, carrier_ref=str(return_id),
                      tracking_url=found.get("tracking_url") or None)
+
+    def _labelless(self, found: dict[str, Any]) -> bool:
+        """Whether this return was made for a QR drop-off (its delivery option says so; a return
+        that does not echo it counts as the connection's setting)."""
+        return self.qr_dropoff and found.get("delivery_option", "drop_off_labelless") == "drop_off_labelless"
+
+    def _qr_png(self, parcel_id: int | None) -> bytes | None:
+        """The parcel's drop-off QR code as PNG; None when Sendcloud has none for it (404: the
+        carrier announced it with a label after all) or answers with something not a PNG."""
+        if not parcel_id:
+            return None
+        response = self._send("GET", f"{self.api_base_v2}/parcels/{parcel_id}/documents/qr",
+                              headers={"Accept": "image/png"}, accept=(404,))
+        if response.status_code == 404 or not response.content.startswith(PNG_MAGIC):
+            return None
+        return response.content
 
     def _download_pdf(self, url: str, parcel_id: int | None) -> bytes:
         if not self._own(url):
@@ -425,6 +557,74 @@ class SendcloudBackend:
         if record and record.get("return_id"):
             return int(record["return_id"])
         raise CarrierRejected(f"no Sendcloud return is known for tracking number {tracking_number!r}")
+
+    # ------------------------------------------------------------------ pickups
+
+    def _pickup_body(self, shipment: ShipmentRequest, day: date, zone: ZoneInfo, label: Label) -> dict[str, Any]:
+        """The Create-a-pickup request: one parcel at the shopper's address, in the window on `day`."""
+        start, end = (datetime.combine(day, datetime.strptime(t, "%H:%M").time(), zone)
+                      for t in self.pickup_window.split("-"))
+        address = {k: v for k, v in _address(shipment.sender).items() if k != "state_province_code"}
+        note = f"Return {shipment.reference}" + (f", parcel {label.tracking_number}" if label.tracking_number else "")
+        return {
+            "address": address,
+            "time_slots": [{"start_at": _utc_z(start), "end_at": _utc_z(end)}],
+            "items": [{"quantity": 1, "container_type": "parcel",
+                       "total_weight": {"value": f"{shipment.weight_grams / 1000:.2f}", "unit": "kg"}}],
+            "reference": shipment.idempotency_key,
+            "special_instructions": note,
+            "carrier_code": self.pickup_carrier_code,
+        }
+
+    def _booked(self, shipment: ShipmentRequest, day: date, zone: ZoneInfo, found: dict[str, Any],
+                label: Label) -> Pickup:
+        """Check Sendcloud's booking against the promise and keep it for repeats."""
+        pickup_id = found.get("id")
+        status = str(found.get("status") or "").upper()
+        if not pickup_id or status in PICKUP_FAILED:
+            raise CarrierRejected(f"Sendcloud could not book the pickup (status {status or 'unknown'})")
+        slot = (found.get("time_slots") or [{}])[0]
+        if not (slot.get("start_at") and slot.get("end_at")):
+            raise CarrierRejected(f"Sendcloud booked pickup {pickup_id} without a time slot")
+        start, end = (_parse_time(slot[k]).astimezone(zone) for k in ("start_at", "end_at"))
+        if start.date() != day:
+            self._cancel_quietly(pickup_id)
+            raise CarrierRejected(f"Sendcloud booked the pickup for {start.date().isoformat()}, "
+                                  f"not the promised {day.isoformat()}")
+        booking = {"id": int(pickup_id), "day": day.isoformat(), "window": f"{start:%H:%M}-{end:%H:%M}"}
+        self._note_booking(shipment.idempotency_key, booking)
+        return _pickup(booking, label)
+
+    def _note_booking(self, key: str, booking: dict[str, Any]) -> None:
+        self.journal.put(key, {**(self.journal.get(key) or {}), "pickup": booking})
+
+    def _cancel_quietly(self, pickup_id: Any) -> None:
+        """Best effort: a booking on the wrong day is not left standing if Sendcloud lets us."""
+        try:
+            self._send("POST", f"/pickups/{int(pickup_id)}/cancel", accept=(409,))
+        except (CarrierRetryable, CarrierRejected):
+            pass
+
+    def _find_pickup(self, key: str, since: datetime) -> dict[str, Any] | None:
+        """The pickup booked with reference `key` since `since`. The list shows no reference, so
+        each pickup of our carrier made since then is fetched and compared."""
+        url: str | None = "/pickups"
+        params: dict[str, Any] | None = {"page_size": PICKUP_PAGE_SIZE}
+        for _ in range(PICKUP_SEARCH_PAGES):
+            response = self._send("GET", url, params=params)
+            for item in (_json(response).get("data") or []):
+                created = item.get("created_at")
+                if not item.get("id") or (created and _parse_time(created) < since):
+                    continue
+                if item.get("carrier_code") not in (None, self.pickup_carrier_code):
+                    continue
+                found = self._call("GET", f"/pickups/{int(item['id'])}").get("data") or {}
+                if found.get("reference") == key:
+                    return found
+            url, params = (response.links.get("next") or {}).get("url"), None
+            if not url or not self._own(urljoin(self.api_base + "/", url)):
+                break  # no more pages; never follow a link off the API host
+        return None
 
 
 # ---------------------------------------------------------------------------- journal
@@ -508,6 +708,37 @@ def history_events(history: list[dict[str, Any]]) -> list[TrackingEvent]:
         events.append(TrackingEvent(at=_parse_time(stamp), status=ours,
                                     description=str(entry.get("carrier_message") or entry.get("parent_status") or "")))
     return sorted(events, key=lambda e: e.at)
+
+
+def _yes(value: Any) -> bool:
+    return value is True or str(value or "").strip().lower() in YES
+
+
+def _parcel_in(url: str | None) -> int | None:
+    """The parcel id in a label URL (``.../parcels/{id}/documents/label``)."""
+    match = re.search(r"/parcels/(\d+)/documents/", url or "")
+    return int(match.group(1)) if match else None
+
+
+def _zone_of(country: str) -> ZoneInfo:
+    """The main time zone of a country (the tz database's zone.tab, through pytz, which
+    flask-babel brings); Europe/Berlin where it knows none."""
+    try:
+        import pytz
+
+        return ZoneInfo(pytz.country_timezones[country.upper()][0])
+    except (ImportError, KeyError, IndexError):
+        return ZoneInfo("Europe/Berlin")
+
+
+def _utc_z(at: datetime) -> str:
+    """'2022-04-06T12:00:00Z', the Pickups API's format."""
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pickup(booking: dict[str, Any], label: Label) -> Pickup:
+    return Pickup(day=date.fromisoformat(booking["day"]), window=booking["window"], carrier_ref=str(booking["id"]),
+                  tracking_number=label.tracking_number, label=label)
 
 
 def _utcnow() -> datetime:

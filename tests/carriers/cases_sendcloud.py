@@ -1,9 +1,10 @@
 """Sendcloud in the carrier contract: a fake Sendcloud answering with the documented payloads.
 
-`FakeSendcloud` keeps returns as Sendcloud would and answers the calls SendcloudBackend makes with
-the shapes in tests/fixtures/carriers/sendcloud/*.json (copied from sendcloud.dev). It is plain
-(method, url, headers, body) -> (status, content type, bytes), so the tests mount it on `responses`
-and bench/carrier_calls.py serves it from a local http.server.
+`FakeSendcloud` keeps returns and pickups as Sendcloud would and answers the calls SendcloudBackend
+makes with the shapes in tests/fixtures/carriers/sendcloud/*.json (copied from sendcloud.dev). It is
+plain (method, url, headers, body) -> (status, content type, bytes), so the tests mount it on
+`responses` and bench/carrier_calls.py serves it from a local http.server (`handle_full` adds the
+response headers, for the Link header that pages the pickups list).
 
 Nothing here imports the harness at module level: the bench imports this module on its own.
 """
@@ -47,6 +48,17 @@ def make_pdf(pages: int = 1, filler: int = 0) -> bytes:
     return bytes(pdf.output())
 
 
+def make_qr_png(code: str) -> bytes:
+    """A real QR code PNG (segno), as Sendcloud's qr document is for a labelless parcel."""
+    import io
+
+    import segno
+
+    out = io.BytesIO()
+    segno.make(code, error="m").save(out, kind="png", scale=4)
+    return out.getvalue()
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -56,8 +68,16 @@ class FakeSendcloud:
 
     def __init__(self, base: str = API_BASE, pdf: bytes | None = None):
         self.base = base.rstrip("/")
+        self.base_v2 = re.sub(r"/v3$", "/v2", self.base)
         self.pdf = pdf or make_pdf()
         self.returns: dict[int, dict] = {}
+        self.pickups: dict[int, dict] = {}
+        self._pickup_ids = itertools.count(294247)
+        self._timeout_after_pickup = False
+        self.pickup_day_shift = 0  # days the carrier moves a booked pickup by
+        # How a cancellation goes: "carrier" (done in the call, 200), "support" (Sendcloud Support
+        # does it later, 202), "refuse" (409, e.g. past the carrier's deadline).
+        self.pickup_cancel = "carrier"
         self._ids = itertools.count(12345)
         self._history_ids = itertools.count(1)
         self._fail: str | None = None
@@ -74,6 +94,10 @@ class FakeSendcloud:
 
     def time_out_next_create(self) -> None:
         self._timeout_after_create = True
+
+    def time_out_next_pickup(self) -> None:
+        """The next POST /pickups books the pickup and its answer is lost."""
+        self._timeout_after_pickup = True
 
     def announce(self, return_id: int) -> None:
         """The carrier accepted the parcel: the return gets its tracking number and label."""
@@ -103,8 +127,20 @@ class FakeSendcloud:
     def handle(self, method: str, url: str, headers, body: bytes | None):
         """Answer one request: (status, content type, body bytes). Raises TimeoutError where a
         lever asked for a timeout after the return was made."""
+        return self.handle_full(method, url, headers, body)[:3]
+
+    def handle_full(self, method: str, url: str, headers, body: bytes | None):
+        """`handle` plus the answer's extra headers: (status, content type, body, headers)."""
+        answer = self._handle(method, url, headers, body)
+        return answer if len(answer) == 4 else (*answer, {})
+
+    def _handle(self, method: str, url: str, headers, body: bytes | None):
         parts = urlsplit(url)
-        path = parts.path[len(urlsplit(self.base).path):]
+        v2 = urlsplit(self.base_v2).path
+        if self.base_v2 != self.base and parts.path.startswith(v2 + "/"):
+            path = "v2:" + parts.path[len(v2):]
+        else:
+            path = parts.path[len(urlsplit(self.base).path):]
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         with self._lock:
             self.calls.append((method, path))
@@ -134,6 +170,21 @@ class FakeSendcloud:
         match = re.fullmatch(r"/parcels/(\d+)/documents/label", path)
         if method == "GET" and match and any(r["_parcel_id"] == int(match.group(1)) for r in self.returns.values()):
             return 200, "application/pdf", self.pdf
+        match = re.fullmatch(r"v2:/parcels/(\d+)/documents/qr", path)
+        if method == "GET" and match:
+            return self._qr(int(match.group(1)))
+        if path == "/pickups":
+            if method == "POST":
+                return self._book(json.loads(body or b"{}"))
+            if method == "GET":
+                return self._pickup_list(query)
+        match = re.fullmatch(r"/pickups/(\d+)(/cancel)?", path)
+        if match and int(match.group(1)) in self.pickups:
+            found = self.pickups[int(match.group(1))]
+            if method == "GET" and not match.group(2):
+                return self._json(200, {"data": found})
+            if method == "POST" and match.group(2):
+                return self._cancel_pickup(found)
         return 404, "application/json", b'{"error": {"code": 404, "message": "Not found."}}'
 
     def _create(self, request: dict):
@@ -154,6 +205,7 @@ class FakeSendcloud:
             "shipping_option": {"code": request["ship_with"].get("shipping_option_code")},
             "weight": request["weight"], "parcel_items": request.get("parcel_items", []),
             "order_number": request.get("order_number", ""),
+            "delivery_option": request.get("delivery_option"),
             "customs_invoice_nr": request.get("customs_invoice_nr", ""),
             "customs_shipment_type": request.get("customs_shipment_type", 2),
             "status_history": [self._status("Ready to send")],
@@ -193,6 +245,56 @@ class FakeSendcloud:
         found["status_history"].append(self._status("Cancellation requested"))
         return self._json(202, fixture("cancel_requested.json"))
 
+    def _qr(self, parcel_id: int):
+        """GET /api/v2/parcels/{id}/documents/qr: a PNG for a labelless return, else 404."""
+        found = next((r for r in self.returns.values() if r["_parcel_id"] == parcel_id), None)
+        if found is None or found.get("delivery_option") != "drop_off_labelless" or not found.get("tracking_number"):
+            return self._json(404, fixture("document_not_found.json"))
+        return 200, "image/png", make_qr_png(found["tracking_number"])
+
+    def _book(self, request: dict):
+        """POST /pickups: books at once (status ANNOUNCING), on the slot asked for, moved by
+        `pickup_day_shift` days when the test wants a carrier that moves pickups."""
+        shift = timedelta(days=self.pickup_day_shift)
+        slots = [{k: (datetime.fromisoformat(v.replace("Z", "+00:00")) + shift).strftime("%Y-%m-%dT%H:%M:%SZ")
+                  for k, v in slot.items()} for slot in request.get("time_slots", [])]
+        found = fixture("pickup_created.json")["data"]
+        found.update({"id": next(self._pickup_ids), "address": request["address"], "time_slots": slots,
+                      "items": request["items"], "reference": request.get("reference", ""),
+                      "special_instructions": request.get("special_instructions", ""),
+                      "carrier_code": request["carrier_code"], "created_at": _now().isoformat()})
+        found.pop("contract_id", None)
+        self.pickups[found["id"]] = found
+        if self._timeout_after_pickup:
+            self._timeout_after_pickup = False
+            raise TimeoutError("the answer to POST /pickups was lost")
+        return self._json(201, {"data": found})
+
+    def _pickup_list(self, query: dict):
+        """GET /pickups: list items (no address, items or reference), pages linked by `Link`."""
+        size = int(query.get("page_size", 10))
+        offset = int(query.get("offset", 0))
+        keep = ("id", "time_slots", "carrier_code", "tracking_number", "status", "created_at", "cancelled_at")
+        everything = [{"country": p["address"]["country_code"], **{k: p[k] for k in keep}}
+                      for p in self.pickups.values()]
+        page = fixture("pickups_list.json")
+        page["data"] = everything[offset:offset + size]
+        status, content_type, content = self._json(200, page)
+        headers = {}
+        if offset + size < len(everything):
+            headers["Link"] = f'<{self.base}/pickups?page_size={size}&offset={offset + size}>; rel="next"'
+        return status, content_type, content, headers
+
+    def _cancel_pickup(self, found: dict):
+        if self.pickup_cancel == "refuse" or found["status"] != "ANNOUNCING":
+            found["status"] = "FAILED" if found["status"] == "ANNOUNCING" else found["status"]
+            return self._json(409, {"data": found})
+        if self.pickup_cancel == "support":
+            found["status"] = "CANCELLATION_REQUESTED"
+            return self._json(202, {"data": found})
+        found.update(status="CANCELLED", cancelled_at=_now().isoformat())
+        return self._json(200, {"data": found})
+
     # ------------------------------------------------------------------ helpers
 
     def _by_tracking(self, tracking_number: str) -> dict:
@@ -223,14 +325,16 @@ class FakeSendcloud:
 
         def callback(request):
             try:
-                status, content_type, content = self.handle(request.method, request.url, request.headers, request.body)
+                status, content_type, content, headers = self.handle_full(request.method, request.url,
+                                                                          request.headers, request.body)
             except TimeoutError as exc:
                 raise requests.ReadTimeout(str(exc))
-            return status, {"Content-Type": content_type}, content
+            return status, {"Content-Type": content_type, **headers}, content
 
-        pattern = re.compile(re.escape(self.base) + r"(/.*)?$")
-        for method in ("GET", "POST", "PATCH"):
-            mock.add_callback(method, pattern, callback=callback)
+        for base in {self.base, self.base_v2}:
+            pattern = re.compile(re.escape(base) + r"(/.*)?$")
+            for method in ("GET", "POST", "PATCH"):
+                mock.add_callback(method, pattern, callback=callback)
         return mock
 
 
@@ -244,7 +348,9 @@ def _sendcloud(request):
     mock = fake.mock()
     mock.start()
     request.addfinalizer(mock.stop)
-    backend = SendcloudBackend({**SETTINGS, "test_mode": True, "data_dir": request.getfixturevalue("tmp_path")})
+    # A connection set up for all Sendcloud does: a labelless return option whose carrier takes pickups.
+    backend = SendcloudBackend({**SETTINGS, "qr_dropoff": "yes", "pickups": "yes", "test_mode": True,
+                                "data_dir": request.getfixturevalue("tmp_path")})
     return CarrierCase(backend, move=fake.move, labels_at_carrier=lambda: len(fake.returns),
                        timeout_after_create=fake.time_out_next_create, fail_next=fake.fail_next,
                        webhook=fake.webhook)

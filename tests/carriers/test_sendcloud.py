@@ -1,4 +1,5 @@
-"""Sendcloud backend: request mapping, idempotency, late labels, cancellation, webhooks, refusals.
+"""Sendcloud backend: request mapping, idempotency, late labels, cancellation, webhooks, refusals,
+QR codes for labelless returns and pickups through the Pickups API.
 
 The carrier contract (test_contract.py) runs it too, through tests/carriers/cases_sendcloud.py.
 """
@@ -7,17 +8,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from connector.carriers.sendcloud import (STATUS_TABLE, SendcloudBackend, rejection, shopper_field,
                                           status_for)
-from connector.returns.ports import (SHOPPER_FIELDS, TRACKING_STATUSES, VOID_REQUESTED, Address, CarrierAuthError,
-                                     CarrierRetryable,
+from connector.returns.ports import (SHOPPER_FIELDS, TRACKING_STATUSES, VOID_REQUESTED, VOIDED, Address,
+                                     CarrierAuthError, CarrierNotSupported, CarrierRetryable,
                                      CarrierRejected, Customs, CustomsItem, WebhookRejected)
 from tests.carriers.cases_sendcloud import SECRET_KEY, SETTINGS, FakeSendcloud, fixture
-from tests.carriers.harness import make_request
+from tests.carriers.harness import make_request, next_pickup_day
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
@@ -238,3 +243,173 @@ def test_tracking_follows_the_return_status_history(backend, fake):
 def test_shopper_fields_are_known_to_the_port():
     for hint in ("postal_code", "phone_number", "email", "country_code", "weight", "dimensions", "address_line_1"):
         assert shopper_field(f"from_address.{hint}") in SHOPPER_FIELDS
+
+
+# ---------------------------------------------------------------------------- per-connection capabilities
+
+
+def test_qr_and_pickups_are_off_until_the_merchant_turns_them_on(tmp_path):
+    plain = SendcloudBackend({**SETTINGS, "data_dir": tmp_path})
+    assert not plain.capabilities.qr and not plain.capabilities.pickup
+    assert SendcloudBackend.capabilities.qr and SendcloudBackend.capabilities.pickup  # what a connection can do
+    full = SendcloudBackend({**SETTINGS, "qr_dropoff": "yes", "pickups": "yes", "data_dir": tmp_path})
+    assert full.capabilities.qr and full.capabilities.pickup and not full.capabilities.carrier_brings_label
+    fields = {f.name: f for f in SendcloudBackend.settings_fields}
+    assert {c for c, _ in fields["qr_dropoff"].choices} == {"no", "yes"} and "labelless" in fields["qr_dropoff"].help
+    assert not fields["pickups"].required and not fields["pickup_window"].required
+
+
+@pytest.mark.parametrize("window", ["9-17", "17:00-09:00", "09:00-24:00"])
+def test_a_bad_pickup_window_is_named(tmp_path, window):
+    with pytest.raises(ValueError, match="pickup_window"):
+        SendcloudBackend({**SETTINGS, "pickup_window": window, "data_dir": tmp_path})
+
+
+# ---------------------------------------------------------------------------- QR drop-off
+
+
+@pytest.fixture
+def labelless(tmp_path, fake):
+    return SendcloudBackend({**SETTINGS, "qr_dropoff": "yes", "data_dir": tmp_path})
+
+
+def test_a_labelless_return_comes_with_its_qr_code_from_the_v2_documents(labelless, fake):
+    label = labelless.create_return_label(make_request())
+    found = sent_body(fake)
+    assert found["delivery_option"] == "drop_off_labelless"
+    assert label.qr_png.startswith(PNG_MAGIC) and label.pdf.startswith(b"%PDF")
+    assert ("GET", f"v2:/parcels/{found['_parcel_id']}/documents/qr") in fake.calls
+
+
+def test_without_the_setting_the_return_is_a_printed_label_and_no_qr_is_asked_for(backend, fake):
+    label = backend.create_return_label(make_request())
+    assert sent_body(fake)["delivery_option"] == "drop_off_point"
+    assert label.qr_png is None and not any(path.startswith("v2:") for _, path in fake.calls)
+
+
+def test_a_parcel_without_a_qr_document_keeps_its_label(labelless, fake):
+    """404 "Document type requested is not available for the parcel": the shopper prints the label."""
+    label = labelless.create_return_label(make_request())
+    fake.returns[int(label.carrier_ref)].pop("delivery_option")  # no echo: the backend asks, Sendcloud has none
+    again = labelless.fetch_label(label.carrier_ref)
+    assert again.pdf.startswith(b"%PDF") and again.qr_png is None
+
+
+def test_the_qr_of_a_late_label_comes_with_it(labelless, fake):
+    fake.announce_later = True
+    pending = labelless.create_return_label(make_request())
+    assert pending.pdf is None and pending.qr_png is None
+    fake.announce(int(pending.carrier_ref))
+    late = labelless.fetch_label(pending.carrier_ref)
+    assert late.pdf.startswith(b"%PDF") and late.qr_png.startswith(PNG_MAGIC)
+
+
+# ---------------------------------------------------------------------------- pickups
+
+
+@pytest.fixture
+def pickups(tmp_path, fake):
+    return SendcloudBackend({**SETTINGS, "pickups": "yes", "data_dir": tmp_path})
+
+
+def test_a_pickup_books_the_driver_at_the_shopper_on_the_day_in_the_window(pickups, fake):
+    day = next_pickup_day()
+    pickup = pickups.schedule_pickup(make_request("pickup", key="p-1"), day)
+    (booked,) = fake.pickups.values()
+    assert booked["address"]["postal_code"] == "80331" and booked["address"]["name"] == "Anna Schmidt"
+    assert booked["address"]["phone_number"] == "+49 89 123456"
+    start = datetime.combine(day, datetime.min.time().replace(hour=9), ZoneInfo("Europe/Berlin"))
+    assert booked["time_slots"] == [{"start_at": start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                     "end_at": (start + timedelta(hours=8)).astimezone(timezone.utc)
+                                     .strftime("%Y-%m-%dT%H:%M:%SZ")}]
+    assert booked["items"] == [{"quantity": 1, "container_type": "parcel",
+                                "total_weight": {"value": "0.80", "unit": "kg"}}]
+    assert booked["reference"] == "p-1" and booked["carrier_code"] == "dpd"  # from dpd:return/return
+    (made,) = fake.returns.values()
+    assert "delivery_option" not in made or made["delivery_option"] is None  # Sendcloud books no pickup of its own
+    assert booked["special_instructions"] == f"Return R-1042, parcel {made['tracking_number']}"
+    assert pickup.day == day and pickup.window == "09:00-17:00" and pickup.carrier_ref == str(booked["id"])
+    assert pickup.tracking_number == made["tracking_number"] and pickup.label.pdf.startswith(b"%PDF")
+
+
+def test_a_repeated_pickup_request_books_once(pickups, fake):
+    request, day = make_request("pickup", key="p-2"), next_pickup_day()
+    first = pickups.schedule_pickup(request, day)
+    again = pickups.schedule_pickup(request, day)
+    assert again == first and len(fake.pickups) == 1 and len(fake.returns) == 1
+
+
+def test_a_booking_whose_answer_was_lost_is_found_by_its_reference(pickups, fake, monkeypatch):
+    monkeypatch.setattr("connector.carriers.sendcloud.PICKUP_PAGE_SIZE", 2)
+    day = next_pickup_day()
+    for n in range(3):
+        pickups.schedule_pickup(make_request("pickup", key=f"other-{n}"), day)
+    fake.time_out_next_pickup()
+    with pytest.raises(CarrierRetryable):
+        pickups.schedule_pickup(make_request("pickup", key="lost"), day)
+    pickup = pickups.schedule_pickup(make_request("pickup", key="lost"), day)
+    assert len(fake.pickups) == 4 and fake.pickups[int(pickup.carrier_ref)]["reference"] == "lost"
+    assert fake.calls.count(("GET", "/pickups")) == 2  # pages of 2 and 2 pickups, linked by `Link`
+
+
+def test_a_pickup_moved_to_another_day_is_refused_and_cancelled(pickups, fake):
+    fake.pickup_day_shift = 1
+    with pytest.raises(CarrierRejected, match="not the promised"):
+        pickups.schedule_pickup(make_request("pickup"), next_pickup_day())
+    (booked,) = fake.pickups.values()
+    assert booked["status"] == "CANCELLED"
+
+
+def test_a_failed_booking_is_refused(pickups, fake, monkeypatch):
+    original = fake._book
+
+    def failing(request):
+        status, content_type, content = original(request)
+        found = json.loads(content)
+        found["data"]["status"] = "FAILED"
+        return status, content_type, json.dumps(found).encode()
+
+    monkeypatch.setattr(fake, "_book", failing)
+    with pytest.raises(CarrierRejected, match="FAILED"):
+        pickups.schedule_pickup(make_request("pickup"), next_pickup_day())
+
+
+def test_the_window_and_carrier_code_settings_and_the_shoppers_time_zone(tmp_path, fake):
+    backend = SendcloudBackend({**SETTINGS, "pickups": "yes", "pickup_window": "12:00-16:00",
+                                "pickup_carrier_code": "dhl_express", "data_dir": tmp_path})
+    lisbon = Address(name="Rui Costa", line1="Rua Augusta 10", postcode="1100-053", city="Lisboa", country="PT")
+    day = next_pickup_day()
+    pickup = backend.schedule_pickup(make_request("pickup", sender=lisbon), day)
+    (booked,) = fake.pickups.values()
+    start = datetime.combine(day, datetime.min.time().replace(hour=12), ZoneInfo("Europe/Lisbon"))
+    assert booked["time_slots"][0]["start_at"] == start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert booked["carrier_code"] == "dhl_express" and pickup.window == "12:00-16:00"
+
+
+def test_pickups_the_connection_does_not_offer_are_refused(backend, pickups):
+    with pytest.raises(CarrierNotSupported):
+        backend.schedule_pickup(make_request("pickup"), next_pickup_day())
+    with pytest.raises(CarrierNotSupported):
+        backend.cancel_pickup("294247")
+    with pytest.raises(CarrierNotSupported, match="driver brings the label"):
+        pickups.schedule_pickup(make_request("carrier_label"), next_pickup_day())
+    with pytest.raises(CarrierRejected, match="has passed"):
+        pickups.schedule_pickup(make_request("pickup"), date.today() - timedelta(days=2))
+
+
+@pytest.mark.parametrize("mode, outcome", [("carrier", VOIDED), ("support", VOID_REQUESTED)])
+def test_cancelling_a_pickup(pickups, fake, mode, outcome):
+    pickup = pickups.schedule_pickup(make_request("pickup"), next_pickup_day())
+    fake.pickup_cancel = mode
+    assert pickups.cancel_pickup(pickup.carrier_ref) == outcome
+    assert fake.pickups[int(pickup.carrier_ref)]["status"] in ("CANCELLED", "CANCELLATION_REQUESTED")
+    assert fake.returns  # the return parcel and its label stay
+
+
+def test_a_pickup_that_can_no_longer_be_cancelled_is_refused(pickups, fake):
+    pickup = pickups.schedule_pickup(make_request("pickup"), next_pickup_day())
+    fake.pickup_cancel = "refuse"
+    with pytest.raises(CarrierRejected, match="could not cancel pickup"):
+        pickups.cancel_pickup(pickup.carrier_ref)
+    with pytest.raises(CarrierRejected):
+        pickups.cancel_pickup("not-an-id")
