@@ -219,7 +219,6 @@ class SendcloudBackend:
         SettingField("webhook_secret", "Webhook signature key", secret=True, required=False,
                      help="Only for integrations that have one; otherwise the secret key signs webhooks"),
         SettingField("brand_id", "Brand id", required=False, help="Sendcloud brand the returns belong to"),
-        SettingField("api_base", "API address", required=False, help=f"Default {API_BASE}"),
         SettingField("qr_dropoff", "Labelless returns (QR code)", required=False, choices=_YES_NO,
                      help="Yes only when the return shipping option above is a labelless one (Sendcloud "
                           "shipping functionality 'labelless': announced with a QR code instead of a "
@@ -247,6 +246,8 @@ class SendcloudBackend:
         if brand not in (None, "") and not str(brand).isdigit():
             raise ValueError("Sendcloud setting 'brand_id' must be a number")
         self.brand_id = int(brand) if brand not in (None, "") else None
+        # Not a merchant setting (no SettingField): tests and the bench point it at a local stub. The
+        # credentials only ever go to this host.
         self.api_base = str(settings.get("api_base") or API_BASE).rstrip("/")
         # The QR document is only on the v2 documents endpoint, same host.
         self.api_base_v2 = re.sub(r"/v3$", "/v2", self.api_base)

@@ -405,3 +405,19 @@ def test_delivered_is_received_unless_the_shop_receives_parcels_itself(shop):
     assert [e.kind for e in ret.events].count("parcel_delivered") == 1
     services.mark_received(ret, "merchant:anna")
     assert ret.state == lc.RECEIVED
+
+
+def test_a_pickup_address_in_a_country_the_carrier_does_not_serve_is_refused(shop):
+    from connector.returns.services.base import ValidationError
+
+    connect(shop, methods={"dropoff": ["DE"]})
+    ret = draft(shop)
+    services.set_method(ret, "dropoff")
+    french = {"name": "Jean Dupont", "line1": "1 rue de Rivoli", "postcode": "75001", "city": "Paris",
+              "country": "FR"}
+    with pytest.raises(ValidationError) as caught:
+        services.set_instructions(ret, french, [code for code, _t in services.checklist_items(ret)])
+    assert "not available from this country" in caught.value.errors["country"]
+    services.set_instructions(ret, dict(ret.order.shipping_address),
+                              [code for code, _t in services.checklist_items(ret)])
+    assert ret.address["country"] == "DE"

@@ -255,6 +255,14 @@ def set_instructions(ret: Return, address: dict[str, Any], checklist: list[str])
     missing = [code for code, _text in CHECKLISTS[ret.method] if code not in checklist]
     if missing:
         errors["checklist"] = _("Please confirm every point of the checklist.")
+    if not errors and (address.get("country") or "").upper() != _country(ret):
+        # Another country than the method was chosen for: its carrier must serve that one too.
+        before, ret.address = ret.address, address
+        offered = {o.method for o in method_options(ret)}
+        ret.address = before
+        if ret.method not in offered:
+            errors["country"] = _("The chosen return method is not available from this country. Go back "
+                                  "and choose another method.")
     if errors:
         raise ValidationError(errors)
     ret.address = address
