@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from connector.carriers import registry
 from connector.db import session
+from connector.returns.context import _
 from connector.returns.models import CarrierConnection, Shop
 from connector.returns.ports import METHODS, CarrierBackend, CarrierError, SettingField
 
@@ -59,7 +60,8 @@ def _clean_methods(methods: dict[str, Any]) -> dict[str, list[str]]:
             raise ConnectionInvalid(f"unknown return method {method!r}")
         codes = sorted({str(c).strip().upper() for c in countries or [] if str(c).strip()})
         if any(c != ANY_COUNTRY and (len(c) != 2 or not c.isalpha()) for c in codes):
-            raise ConnectionInvalid(f"{method}: countries are two-letter codes (DE, AT) or * for all")
+            raise ConnectionInvalid(_("%(method)s: countries are two-letter codes (DE, AT) or * for all",
+                                      method=method))
         if codes:
             out[method] = [ANY_COUNTRY] if ANY_COUNTRY in codes else codes
     return out
@@ -70,11 +72,13 @@ def _clean_addresses(addresses: dict[str, Any]) -> dict[str, dict[str, str]]:
     for country, address in (addresses or {}).items():
         key = str(country).strip().upper()
         if key != ANY_COUNTRY and (len(key) != 2 or not key.isalpha()):
-            raise ConnectionInvalid(f"return address for {country!r}: use a two-letter country code or *")
+            raise ConnectionInvalid(_("Return address for %(country)s: use a two-letter country code or *",
+                                      country=country))
         fields = {k: str(v).strip() for k, v in (address or {}).items() if str(v or "").strip()}
         missing = [f for f in ("name", "line1", "postcode", "city", "country") if not fields.get(f)]
         if missing:
-            raise ConnectionInvalid(f"return address for {key}: {', '.join(missing)} missing")
+            raise ConnectionInvalid(_("Return address for %(country)s: %(fields)s missing", country=key,
+                                      fields=", ".join(missing)))
         out[key] = fields
     return out
 
@@ -96,14 +100,15 @@ def save(shop: Shop, backend_key: str, values: dict[str, Any], *, name: str, tes
         if field.secret:
             value = value or kept.get(field.name, "")
         if field.required and not value:
-            raise ConnectionInvalid(f"{field.label} is required")
+            raise ConnectionInvalid(_("%(field)s is required", field=_(field.label)))
         if field.choices and value and value not in {c for c, _label in field.choices}:
-            raise ConnectionInvalid(f"{field.label}: choose one of {', '.join(c for c, _l in field.choices)}")
+            raise ConnectionInvalid(_("%(field)s: choose one of %(choices)s", field=_(field.label),
+                                      choices=", ".join(c for c, _l in field.choices)))
         if value:
             (sealed if field.secret else plain)[field.name] = value
     if cutoff_hour is not None:
         if not 0 <= int(cutoff_hour) <= 24:
-            raise ConnectionInvalid("the cut-off hour is between 0 and 24")
+            raise ConnectionInvalid(_("The cut-off hour is between 0 and 24."))
         plain["cutoff_hour"] = int(cutoff_hour)
     conn = connection or CarrierConnection(shop_id=shop.id, backend=backend_key,
                                            webhook_token=secrets.token_urlsafe(24))

@@ -35,6 +35,7 @@ from easypost import EasyPostClient
 from easypost import errors as ep_errors
 from easypost.constant import API_BASE
 
+from connector.returns.context import N_
 from connector.returns.ports import (VOID_REQUESTED, VOIDED, Address, CarrierAuthError, CarrierCapabilities,
                                      CarrierNotSupported, CarrierRejected, CarrierRetryable, Customs, Label,
                                      Pickup, SettingField, ShipmentRequest, TrackingEvent, TrackingUpdate,
@@ -102,19 +103,19 @@ class EasyPostBackend:
     capabilities = CarrierCapabilities(label=True, qr=False, pickup=True, carrier_brings_label=False, void=True,
                                        tracking=True, international=True, tracking_webhook=True)
     settings_fields = (
-        SettingField("api_key", "Production API key", secret=True,
-                     help="EasyPost dashboard > Account settings > API keys (starts with EZAK)."),
-        SettingField("test_api_key", "Test API key", secret=True, required=False,
-                     help="Used instead of the production key while the connection is in test mode (EZTK...)."),
-        SettingField("carrier_accounts", "Carrier account ids", required=False,
-                     help="Comma-separated ca_... ids to rate with; empty: all accounts of the EasyPost user."),
-        SettingField("carrier", "Preferred carrier", required=False,
-                     help="Buy this carrier's rate (as EasyPost names it, e.g. DHLExpress, UPS); empty: the cheapest."),
-        SettingField("service", "Preferred service", required=False,
-                     help="Buy this service's rate (e.g. ExpressWorldwide); empty: the cheapest of the carrier."),
-        SettingField("webhook_secret", "Webhook secret", secret=True, required=False,
-                     help="The webhook_secret of the EasyPost webhook pointing at this connector; "
-                          "needed to accept tracking updates."),
+        SettingField("api_key", N_("Production API key"), secret=True,
+                     help=N_("EasyPost dashboard > Account settings > API keys (starts with EZAK).")),
+        SettingField("test_api_key", N_("Test API key"), secret=True, required=False,
+                     help=N_("Used instead of the production key while the connection is in test mode (EZTK...).")),
+        SettingField("carrier_accounts", N_("Carrier account ids"), required=False,
+                     help=N_("Comma-separated ca_... ids to rate with; empty: all accounts of the EasyPost user.")),
+        SettingField("carrier", N_("Preferred carrier"), required=False,
+                     help=N_("Buy this carrier's rate (as EasyPost names it, e.g. DHLExpress, UPS); empty: the cheapest.")),
+        SettingField("service", N_("Preferred service"), required=False,
+                     help=N_("Buy this service's rate (e.g. ExpressWorldwide); empty: the cheapest of the carrier.")),
+        SettingField("webhook_secret", N_("Webhook secret"), secret=True, required=False,
+                     help=N_("The webhook_secret of the EasyPost webhook pointing at this connector; "
+                          "needed to accept tracking updates.")),
     )
 
     def __init__(self, settings: dict | None = None):

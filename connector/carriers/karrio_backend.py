@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
+from connector.returns.context import N_
 from connector.returns.ports import (VOIDED, Address, CarrierAuthError, CarrierCapabilities,
                                      CarrierNotSupported, CarrierRejected, CarrierRetryable, Customs, Label,
                                      Pickup, SettingField, ShipmentRequest, TrackingEvent)
@@ -185,13 +186,13 @@ class KarrioBackend:
     capabilities = CarrierCapabilities(label=True, qr=True, pickup=True, void=True, tracking=True,
                                        international=True)
     settings_fields = (
-        SettingField("carrier", "Carrier (karrio)", choices=_carrier_choices()),
-        SettingField("credentials", "karrio carrier settings (JSON)", secret=True,
-                     help='The carrier\'s karrio settings as a JSON object, e.g. {"username": "...", '
-                          '"password": "...", "client_id": "...", "client_secret": "..."} for DHL Parcel DE.'),
-        SettingField("account_country", "Account country (ISO code, e.g. DE)", required=False),
-        SettingField("service", "karrio service code for returns (optional)", required=False),
-        SettingField("deadline_seconds", "Seconds to wait for the carrier (default 30)", required=False),
+        SettingField("carrier", N_("Carrier (karrio)"), choices=_carrier_choices()),
+        SettingField("credentials", N_("karrio carrier settings (JSON)"), secret=True,
+                     help=N_('The carrier\'s karrio settings as a JSON object, e.g. {"username": "...", '
+                          '"password": "...", "client_id": "...", "client_secret": "..."} for DHL Parcel DE.')),
+        SettingField("account_country", N_("Account country (ISO code, e.g. DE)"), required=False),
+        SettingField("service", N_("karrio service code for returns"), required=False),
+        SettingField("deadline_seconds", N_("Seconds to wait for the carrier (default 30)"), required=False),
     )
 
     def __init__(self, settings: dict | None = None):

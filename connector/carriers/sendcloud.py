@@ -54,6 +54,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from connector.returns.context import N_
 from connector.returns.ports import (VOID_REQUESTED, VOIDED, Address, CarrierAuthError, CarrierCapabilities,
                                      CarrierNotSupported, CarrierRejected, CarrierRetryable, Label, Pickup,
                                      SettingField, ShipmentRequest, TrackingEvent, TrackingUpdate,
@@ -210,29 +211,29 @@ class SendcloudBackend:
     capabilities = CarrierCapabilities(label=True, qr=True, pickup=True, carrier_brings_label=False,
                                        void=True, tracking=True, international=True,
                                        tracking_webhook=True, late_label=True)
-    _YES_NO = (("no", "No"), ("yes", "Yes"))
+    _YES_NO = (("no", N_("No")), ("yes", N_("Yes")))
     settings_fields = (
-        SettingField("public_key", "Public key", help="Sendcloud > Settings > Integrations > Sendcloud API"),
-        SettingField("secret_key", "Secret key", secret=True),
-        SettingField("shipping_option_code", "Return shipping option code",
-                     help="A return option from Sendcloud's shipping options, e.g. dpd:return/return"),
-        SettingField("webhook_secret", "Webhook signature key", secret=True, required=False,
-                     help="Only for integrations that have one; otherwise the secret key signs webhooks"),
-        SettingField("brand_id", "Brand id", required=False, help="Sendcloud brand the returns belong to"),
-        SettingField("qr_dropoff", "Labelless returns (QR code)", required=False, choices=_YES_NO,
-                     help="Yes only when the return shipping option above is a labelless one (Sendcloud "
+        SettingField("public_key", N_("Public key"), help=N_("Sendcloud > Settings > Integrations > Sendcloud API")),
+        SettingField("secret_key", N_("Secret key"), secret=True),
+        SettingField("shipping_option_code", N_("Return shipping option code"),
+                     help=N_("A return option from Sendcloud's shipping options, e.g. dpd:return/return")),
+        SettingField("webhook_secret", N_("Webhook signature key"), secret=True, required=False,
+                     help=N_("Only for integrations that have one; otherwise the secret key signs webhooks")),
+        SettingField("brand_id", N_("Brand id"), required=False, help=N_("Sendcloud brand the returns belong to")),
+        SettingField("qr_dropoff", N_("Labelless returns (QR code)"), required=False, choices=_YES_NO,
+                     help=N_("Yes only when the return shipping option above is a labelless one (Sendcloud "
                           "shipping functionality 'labelless': announced with a QR code instead of a "
-                          "label). Shoppers then show a QR code at the drop-off point."),
-        SettingField("pickups", "Pickups at the shopper's address", required=False, choices=_YES_NO,
-                     help="Yes only when the shipping option's carrier is one Sendcloud's Pickups API "
+                          "label). Shoppers then show a QR code at the drop-off point.")),
+        SettingField("pickups", N_("Pickups at the shopper's address"), required=False, choices=_YES_NO,
+                     help=N_("Yes only when the shipping option's carrier is one Sendcloud's Pickups API "
                           "books (sendcloud.dev, Pickups API: which carriers support pickups via the "
                           "API). The driver collects the parcel on the day the shopper chose; the "
-                          "shopper prints the label."),
-        SettingField("pickup_carrier_code", "Pickup carrier code", required=False,
-                     help="Sendcloud's carrier code for pickups, e.g. dhl_express. Default: the carrier "
-                          "of the shipping option code (the part before ':')"),
-        SettingField("pickup_window", "Pickup time window", required=False,
-                     help=f"HH:MM-HH:MM, local time at the shopper's address. Default {PICKUP_WINDOW}"),
+                          "shopper prints the label.")),
+        SettingField("pickup_carrier_code", N_("Pickup carrier code"), required=False,
+                     help=N_("Sendcloud's carrier code for pickups, e.g. dhl_express. Default: the carrier "
+                          "of the shipping option code (the part before ':')")),
+        SettingField("pickup_window", N_("Pickup time window"), required=False,
+                     help=N_("HH:MM-HH:MM, local time at the shopper's address. Default 09:00-17:00")),
     )
 
     def __init__(self, settings: dict | None = None):
