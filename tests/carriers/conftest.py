@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.admin.conftest import admin  # noqa: F401  (the signed-in merchant, for the carrier account pages)
 from tests.carriers.harness import CASES, CarrierCase
 
 

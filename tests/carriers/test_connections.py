@@ -344,15 +344,6 @@ def test_tracking_polls_back_off_while_nothing_happens(shop):
 # ---------------------------------------------------------------------------- the admin
 
 
-@pytest.fixture
-def admin(client, shop):
-    from tests.admin.conftest import Admin
-
-    helper = Admin(client, shop.handle)
-    assert helper.login().status_code == 302
-    return helper
-
-
 def test_the_merchant_connects_checks_and_never_sees_a_secret_again(shop, admin):
     listing = admin.get("settings/carriers").get_data(as_text=True)
     assert "Acme Parcel" in listing

@@ -36,15 +36,6 @@ def sendcloud(monkeypatch):
 
 
 @pytest.fixture
-def admin(client, shop):
-    from tests.admin.conftest import Admin
-
-    helper = Admin(client, shop.handle)
-    assert helper.login().status_code == 302
-    return helper
-
-
-@pytest.fixture
 def connected(shop, admin, sendcloud):
     """Sendcloud connected through the admin for drop-offs everywhere, checked."""
     shop.policy = {"methods": {"*": ["dropoff", "selfship"]}}
