@@ -99,6 +99,7 @@ class EasyPostBackend:
     """Return labels, pickups, refunds (void) and tracking through one EasyPost account."""
 
     key = "easypost"
+    pickup_window = f"{PICKUP_FROM}-{PICKUP_UNTIL}"
     name = "EasyPost"
     capabilities = CarrierCapabilities(label=True, qr=False, pickup=True, carrier_brings_label=False, void=True,
                                        tracking=True, international=True, tracking_webhook=True)

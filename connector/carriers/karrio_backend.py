@@ -181,6 +181,7 @@ class KarrioBackend:
     """A karrio carrier as a CarrierBackend (see the module docstring for how karrio is driven)."""
 
     key = "karrio"
+    pickup_window = f"{PICKUP_READY}-{PICKUP_CLOSING}"
     name = "karrio"
     # The union over karrio's carriers, for the registry's listing; an instance states its carrier's.
     capabilities = CarrierCapabilities(label=True, qr=True, pickup=True, void=True, tracking=True,

@@ -64,6 +64,7 @@ def _utcnow() -> datetime:
 class SandboxBackend:
     key = "sandbox"
     name = "Sandbox carrier"
+    pickup_window = PICKUP_WINDOW
     capabilities = CarrierCapabilities(label=True, qr=True, pickup=True, carrier_brings_label=True,
                                        void=True, tracking=True, international=True)
 

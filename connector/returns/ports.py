@@ -353,7 +353,8 @@ class CarrierBackend(Protocol):
     """A carrier, built as ``cls(settings)``: `settings` holds the connection's fields (see
     `settings_fields`, secrets already opened), "test_mode" (bool) and "data_dir".
 
-    Optional class attribute `settings_fields: tuple[SettingField, ...]` (what the merchant enters).
+    Optional class attribute `settings_fields: tuple[SettingField, ...]` (what the merchant enters)
+    and attribute `pickup_window` ("HH:MM-HH:MM", the window a pickup is booked in: shown before booking).
     Optional methods, by capability: `fetch_label(carrier_ref, tracking_number) -> Label | None`
     (late_label: None while the carrier has not made it), `parse_webhook(headers, body) ->
     list[TrackingUpdate]` (tracking_webhook: raises WebhookRejected for a delivery that is not the

@@ -412,3 +412,10 @@ def test_a_pickup_address_in_a_country_the_carrier_does_not_serve_is_refused(sho
     services.set_instructions(ret, dict(ret.order.shipping_address),
                               [code for code, _t in services.checklist_items(ret)])
     assert ret.address["country"] == "DE"
+
+
+def test_the_pickup_window_promised_is_the_one_the_carrier_books(shop, acme, monkeypatch):
+    monkeypatch.setattr(acme, "pickup_window", "10:00-14:00")
+    connect(shop, methods={"carrier_label": ["DE"]})
+    (option,) = [o for o in services.method_options(draft(shop)) if o.method == "carrier_label"]
+    assert option.pickup_window == "10:00-14:00"

@@ -122,6 +122,10 @@ def _country(ret: Return) -> str:
     return ((ret.address or {}).get("country") or ret.order.country or _shop(ret).country).upper()
 
 
+# What the shopper is told before booking when a backend names no window of its own (`pickup_window`).
+DEFAULT_PICKUP_WINDOW = "09:00-18:00"
+
+
 def pickup_day(shop: Shop, country: str, now: datetime | None = None, *, region: str | None = None,
                cutoff_hour: int = 24) -> date:
     """The next working day at the pickup address (its country's and region's public holidays, the
@@ -141,7 +145,8 @@ def pickup_day(shop: Shop, country: str, now: datetime | None = None, *, region:
 
 
 def _carrier_for(shop: Shop, policy, method: str, country: str):
-    """(backend key, connection id, capabilities) of what performs `method` for `country`, or None.
+    """(backend key, connection id, backend) of what performs `method` for `country`, or None;
+    the backend is the connection's instance, or the built-in backend's class.
     A shop with carrier connections uses them (selfship needs none); one without uses the
     built-in backends its policy names."""
     carriers = runtime.carriers
@@ -149,12 +154,12 @@ def _carrier_for(shop: Shop, policy, method: str, country: str):
         serving = carriers.serving(shop, method, country)
         if serving is None:
             return None
-        return serving.connection.backend, serving.connection.id, serving.backend.capabilities
+        return serving.connection.backend, serving.connection.id, serving.backend
     carrier_key = policy.carriers.get(method)
     if not carrier_key:
         return None
     try:
-        return carrier_key, None, runtime.carrier_class(carrier_key).capabilities
+        return carrier_key, None, runtime.carrier_class(carrier_key)
     except KeyError:
         return None
 
@@ -171,7 +176,8 @@ def method_options(ret: Return) -> list[MethodOption]:
         found = _carrier_for(shop, policy, method, country)
         if found is None:
             continue
-        carrier_key, connection_id, caps = found
+        carrier_key, connection_id, backend = found
+        caps = backend.capabilities
         if not caps.serves(method):
             continue
         pickup = method in ("pickup", "carrier_label")
@@ -180,7 +186,8 @@ def method_options(ret: Return) -> list[MethodOption]:
             method=method, carrier=carrier_key, connection_id=connection_id,
             fee=quantize(return_fee(policy, method, shop_fault=fault), ret.currency), currency=ret.currency,
             pickup_date=pickup_day(shop, country, region=region, cutoff_hour=cutoff) if pickup else None,
-            pickup_window="09:00-18:00" if pickup else None, qr=method == "dropoff" and caps.qr,
+            pickup_window=(getattr(backend, "pickup_window", None) or DEFAULT_PICKUP_WINDOW) if pickup else None,
+            qr=method == "dropoff" and caps.qr,
             prints_label=method in ("pickup", "dropoff")))
     return options
 
