@@ -52,6 +52,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
+import pytz
 import requests
 
 from connector.returns.context import N_
@@ -723,13 +724,11 @@ def _parcel_in(url: str | None) -> int | None:
 
 
 def _zone_of(country: str) -> ZoneInfo:
-    """The main time zone of a country (the tz database's zone.tab, through pytz, which
-    flask-babel brings); Europe/Berlin where it knows none."""
+    """The main time zone of a country (the tz database's zone.tab, main zone first, through
+    pytz); Europe/Berlin where it knows none."""
     try:
-        import pytz
-
         return ZoneInfo(pytz.country_timezones[country.upper()][0])
-    except (ImportError, KeyError, IndexError):
+    except (KeyError, IndexError):
         return ZoneInfo("Europe/Berlin")
 
 
