@@ -130,8 +130,12 @@ _STATUSES = {
 }
 
 _AUTH_HTTP_CODES = {"401", "403"}
-# DHL Parcel DE tracking: login failed, too many invalid logins, authorization error.
-_AUTH_CARRIER_CODES = {"dhl_parcel_de": {"5", "6", "62"}}
+# DHL Parcel DE tracking: login failed, too many invalid logins, authorization error. UPS: its
+# authentication errors 250001-250009 (karrio's UPS parser drops the HTTP 401 and keeps only these;
+# e.g. a refused OAuth token is "250003 Invalid Access License number").
+_AUTH_CARRIER_CODES = {"dhl_parcel_de": {"5", "6", "62"},
+                       "ups": {"250001", "250002", "250003", "250004", "250005", "250006", "250007",
+                               "250009"}}
 _AUTH_WORDS = ("unauthori", "forbidden", "authenticat", "credential", "invalid_grant", "invalid_client",
                "login failed", "log-in failed", "access token", "access denied",
                "returned no token")  # karrio's token cache, when the login gave no token

@@ -1,10 +1,10 @@
-"""The karrio backend in the carrier contract, driving karrio's DHL Parcel DE integration.
+"""The karrio backend in the carrier contract, driving karrio's DHL Parcel DE and UPS integrations.
 
 karrio is mocked where karrio's own tests mock it: its HTTP call `lib.request` (the function
-`karrio.mappers.dhl_parcel_de.proxy.lib.request` names), answering with DHL Parcel DE's documented
+`karrio.mappers.<carrier>.proxy.lib.request` names), answering with the carrier's documented
 payloads from tests/fixtures/carriers/karrio (see the "_source" of each file). `FakeDhlParcelDe`
-plays the DHL side: it counts the return labels it made, lets a parcel move, fails on request and
-can finish a label call only after the backend's deadline passed.
+and `FakeUps` play the carrier: they count the return labels made, let a parcel move, fail on
+request and can finish a label call only after the backend's deadline passed.
 """
 from __future__ import annotations
 
@@ -156,4 +156,113 @@ def _karrio_dhl_parcel_de(request):
                        timeout_after_create=fake.timeout_after_create, fail_next=fake.fail_next)
 
 
-CASES = {"karrio": _karrio_dhl_parcel_de}
+class FakeUps:
+    """UPS behind karrio's `lib.request`: OAuth token, Shipping API ship (Print Return Label) and
+    void, Pickup API create/cancel, Track API.
+
+    Like UPS, it refuses to void a parcel that has moved (no longer within the void period) and
+    reports its scans in tracking. The "auth" failure refuses the token and any call made with a
+    token fetched before."""
+
+    def __init__(self):
+        self.labels: list[str] = []  # tracking numbers of every return label made
+        self.moved: set[str] = set()
+        self.fail: str | None = None  # "retryable" | "address" | "auth", for the next calls
+        self.slow_next: float = 0.0  # delay (s) for the next label call, after the label is made
+        self.calls: list[dict] = []
+        self._numbers = itertools.count(31716786)
+        self._lock = threading.Lock()
+
+    # what karrio calls
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        url, method = kwargs["url"], kwargs.get("method", "GET")
+        if url.endswith("/security/v1/oauth/token"):
+            return self._token()
+        if self.fail == "auth":
+            return json.dumps(fixture("ups_error_401.json"))
+        if self.fail == "retryable":
+            return json.dumps(fixture("ups_error_503.json"))
+        if url.endswith("/api/shipments/v2409/ship"):
+            return self._ship(kwargs)
+        if "/api/shipments/v2409/void/cancel/" in url:
+            return self._void(url.rsplit("/", 1)[-1])
+        if url.endswith("/api/pickupcreation/v2409/pickup") and method == "POST":
+            return json.dumps(fixture("ups_pickup.json"))
+        if "/api/shipments/v2409/pickup/" in url and method == "DELETE":
+            return json.dumps(fixture("ups_pickup_cancel.json"))
+        if "/api/track/v1/details/" in url:
+            return self._tracking(urllib.parse.urlparse(url).path.rsplit("/", 1)[-1])
+        raise AssertionError(f"unexpected UPS call {method} {url}")
+
+    def _token(self):
+        # karrio asks with on_error=lib.error_decoder, which parses the error body and adds the status.
+        if self.fail == "auth":
+            return {**fixture("ups_error_401.json"), "http_status": 401, "http_message": "Unauthorized"}
+        return fixture("ups_token.json")
+
+    def _ship(self, kwargs) -> str:
+        if self.fail == "address":
+            return json.dumps(fixture("ups_error_address.json"))
+        with self._lock:
+            number = f"1ZA82D6720{next(self._numbers):08d}"
+            self.labels.append(number)
+            slow, self.slow_next = self.slow_next, 0.0
+        answer = fixture("ups_return_shipment.json")
+        results = answer["ShipmentResponse"]["ShipmentResults"]
+        results["ShipmentIdentificationNumber"] = number
+        results["PackageResults"][0]["TrackingNumber"] = number
+        if slow:
+            time.sleep(slow)  # UPS made the label; its answer arrives after the deadline
+        return json.dumps(answer)
+
+    def _void(self, number: str) -> str:
+        if number in self.moved:
+            return json.dumps(fixture("ups_void_refused.json"))
+        return json.dumps(fixture("ups_void.json"))
+
+    def _tracking(self, number: str) -> str:
+        answer = fixture("ups_tracking.json")
+        shipment = answer["trackResponse"]["shipment"][0]
+        shipment["inquiryNumber"] = number
+        package = shipment["package"][0]
+        package["trackingNumber"] = number
+        if number not in self.moved:  # label made, no scan yet: only the manifest activity
+            package["activity"] = package["activity"][-1:]
+        package["currentStatus"] = package["activity"][0]["status"]
+        return json.dumps(answer)
+
+    # what the contract drives
+    def fail_next(self, mode: str) -> None:
+        self.fail = mode
+
+    def timeout_after_create(self) -> None:
+        self.slow_next = DEADLINE * 1.3
+
+
+def ups_settings(request, **extra) -> dict:
+    return {
+        "carrier": "ups",
+        "credentials": json.dumps({"client_id": "client_id", "client_secret": "client_secret",
+                                   "account_number": "A82D67"}),
+        "account_country": "DE",
+        "deadline_seconds": str(DEADLINE),
+        "test_mode": True,
+        "data_dir": request.getfixturevalue("tmp_path"),
+        **extra,
+    }
+
+
+def _karrio_ups(request):
+    pytest.importorskip("karrio.mappers.ups")
+    from connector.carriers.karrio_backend import KarrioBackend
+    from tests.carriers.harness import CarrierCase  # here: harness imports this module while loading
+
+    fake = FakeUps()
+    install(request, fake)
+    backend = KarrioBackend(ups_settings(request))
+    return CarrierCase(backend, move=fake.moved.add, labels_at_carrier=lambda: len(fake.labels),
+                       timeout_after_create=fake.timeout_after_create, fail_next=fake.fail_next)
+
+
+CASES = {"karrio": _karrio_dhl_parcel_de, "karrio-ups": _karrio_ups}
