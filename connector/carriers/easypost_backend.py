@@ -194,6 +194,13 @@ class EasyPostBackend:
             status = _value(self._call(self.client.shipment.refund, shipment_id), "refund_status")
         return _void_outcome(status, tracking_number)
 
+    def void_status(self, tracking_number: str, carrier_ref: str | None = None) -> bool | None:
+        """After void_label: True once EasyPost's refund_status is "refunded", False when it is
+        "rejected" or "not_applicable", None while it is "submitted"."""
+        shipment_id = carrier_ref if (carrier_ref or "").startswith("shp_") else self._shipment_id_of(tracking_number)
+        status = _value(self._call(self.client.shipment.retrieve, shipment_id), "refund_status")
+        return {"refunded": True, "rejected": False, "not_applicable": False}.get(status)
+
     def track(self, tracking_number: str, carrier_ref: str | None = None) -> list[TrackingEvent]:
         """The parcel's events, oldest first: from the shipment's tracker when `carrier_ref` is the
         shipment id, else from the tracker of this tracking number (created if EasyPost has none)."""

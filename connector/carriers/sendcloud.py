@@ -363,6 +363,16 @@ class SendcloudBackend:
         self._call("PATCH", f"/returns/{return_id}/cancel")
         return VOID_REQUESTED
 
+    def void_status(self, tracking_number: str, carrier_ref: str | None = None) -> bool | None:
+        """After void_label: True once the return's latest status is Cancelled (or cancelled
+        upstream), False when it says the cancellation failed, None while Sendcloud works on it."""
+        found = self._call("GET", f"/returns/{self._return_id(tracking_number, carrier_ref)}")
+        history = found.get("status_history") or []
+        latest = _slug(str(history[-1].get("parent_status") or "")) if history else ""
+        if latest in _CANCELLED_SLUGS:
+            return True
+        return False if latest == "cancellation-failed" else None
+
     def track(self, tracking_number: str, carrier_ref: str | None = None) -> list[TrackingEvent]:
         """The return's status history as tracking events, oldest first."""
         found = self._call("GET", f"/returns/{self._return_id(tracking_number, carrier_ref)}")

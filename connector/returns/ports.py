@@ -358,7 +358,9 @@ class CarrierBackend(Protocol):
     Optional methods, by capability: `fetch_label(carrier_ref, tracking_number) -> Label | None`
     (late_label: None while the carrier has not made it), `parse_webhook(headers, body) ->
     list[TrackingUpdate]` (tracking_webhook: raises WebhookRejected for a delivery that is not the
-    carrier's, checked in constant time)."""
+    carrier's, checked in constant time), `void_status(tracking_number, carrier_ref) -> bool | None`
+    (for void_label's VOID_REQUESTED: True cancelled, False refused, None not decided yet; the
+    tracking poll asks it where no webhook reports the outcome)."""
 
     key: str
     name: str

@@ -158,6 +158,16 @@ def test_a_refused_refund_is_a_refusal(fake, status):
         backend().void_label(label.tracking_number, label.carrier_ref)
 
 
+def test_a_submitted_refund_is_decided_later(fake):
+    label = backend().create_return_label(make_request())
+    assert backend().void_label(label.tracking_number, label.carrier_ref) == VOID_REQUESTED
+    assert backend().void_status(label.tracking_number, label.carrier_ref) is None
+    fake.shipment_by_tracking(label.tracking_number)["refund_status"] = "refunded"
+    assert backend().void_status(label.tracking_number, label.carrier_ref) is True
+    fake.shipment_by_tracking(label.tracking_number)["refund_status"] = "rejected"
+    assert backend().void_status(label.tracking_number, None) is False
+
+
 def test_a_rejected_refund_is_asked_again(fake):
     fake.refund_status = "rejected"
     label = backend().create_return_label(make_request())

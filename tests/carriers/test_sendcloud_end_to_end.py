@@ -130,3 +130,16 @@ def test_a_swiss_shoppers_return_carries_a_customs_declaration(shop, connected, 
     (item,) = sent["parcel_items"]
     assert item["quantity"] == 1 and item["description"].startswith("Trail Jacket")
     assert ret.state == lc.LABEL_READY
+
+
+def test_without_a_webhook_the_tracking_poll_learns_that_sendcloud_cancelled(shop, connected, sendcloud):
+    ret = confirmed(shop)
+    shipment = ret.shipment
+    services.cancel(ret, "shopper")
+    assert shipment.status == "void_pending"
+    services.refresh_tracking(shipment)  # Sendcloud still works on it ("Cancellation requested")
+    assert shipment.status == "void_pending"
+    (found,) = sendcloud.returns.values()
+    found["status_history"].append(sendcloud._status("Cancelled"))
+    services.refresh_tracking(shipment)
+    assert shipment.status == "voided" and "label_voided" in [e.kind for e in shipment.return_.events]

@@ -244,6 +244,12 @@ def refresh_tracking(shipment: Shipment) -> Shipment:
     if not shipment.tracking_number or shipment.status in ("voided", "failed", "void_requested"):
         return shipment
     backend = _backend(shipment, _shop(ret))
+    if shipment.status == "void_pending":  # a cancellation the carrier decides later
+        outcome = backend.void_status(shipment.tracking_number, shipment.carrier_ref) \
+            if hasattr(backend, "void_status") else None
+        shipment.next_poll_at = now_utc() + timedelta(hours=1)
+        session.commit()
+        return apply_update(shipment, TrackingUpdate(cancelled=outcome)) if outcome is not None else shipment
     if not backend.capabilities.tracking:
         return shipment
     events = backend.track(shipment.tracking_number, shipment.carrier_ref)
