@@ -98,11 +98,13 @@ def settings_carrier(backend: str | None = None, connection_id: int | None = Non
 @bp.post("/<handle>/settings/carriers/<int:connection_id>/check")
 def check_carrier(connection_id: int):
     conn = _connection_or_404(connection_id)
-    problem = connections.check(conn)
-    if problem:
-        flash(_("The carrier refused the credentials: %(error)s", error=problem), "critical")
-    else:
+    result = connections.check(conn)
+    if result.accepted:
         flash(_("The carrier accepted the credentials."), "success")
+    elif result.unreachable:
+        flash(_("The carrier could not be reached; try again later: %(error)s", error=result.message), "critical")
+    else:
+        flash(_("The carrier refused the credentials: %(error)s", error=result.message), "critical")
     return redirect(url_for("admin.settings_carrier", connection_id=conn.id))
 
 

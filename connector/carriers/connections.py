@@ -25,7 +25,7 @@ from connector.carriers import registry
 from connector.db import session
 from connector.returns.context import _
 from connector.returns.models import CarrierConnection, Shop
-from connector.returns.ports import METHODS, CarrierBackend, CarrierError, SettingField
+from connector.returns.ports import METHODS, CarrierBackend, CarrierError, CarrierRetryable, SettingField
 
 ANY_COUNTRY = "*"
 CARRIER_METHODS = tuple(m for m in METHODS if m != "selfship")  # selfship needs no carrier
@@ -190,18 +190,31 @@ def cutoff_hour(conn: CarrierConnection | None) -> int:
     return int((conn.settings or {}).get("cutoff_hour", DEFAULT_CUTOFF_HOUR))
 
 
-def check(conn: CarrierConnection) -> str | None:
-    """The merchant's "check credentials": one call to the carrier. None when it accepted them,
-    else the carrier's words; the outcome is kept on the connection."""
+@dataclass(frozen=True)
+class CheckResult:
+    """What "check credentials" found: accepted, refused (the carrier's words), or unreachable
+    (no answer: nothing is known about the credentials, and nothing is recorded)."""
+
+    accepted: bool
+    unreachable: bool = False
+    message: str = ""
+
+
+def check(conn: CarrierConnection) -> CheckResult:
+    """The merchant's "check credentials": one call to the carrier. Its answer is kept on the
+    connection; a carrier that did not answer leaves the last outcome as it was."""
     try:
         backend_of(conn).check_credentials()
-        error = None
+    except CarrierRetryable as exc:
+        return CheckResult(False, unreachable=True, message=str(exc)[:2000] or type(exc).__name__)
     except (CarrierError, ValueError) as exc:
-        error = str(exc)[:2000] or type(exc).__name__
+        result = CheckResult(False, message=str(exc)[:2000] or type(exc).__name__)
+    else:
+        result = CheckResult(True)
     conn.checked_at = datetime.now(timezone.utc)
-    conn.check_error = error
+    conn.check_error = None if result.accepted else result.message
     session.commit()
-    return error
+    return result
 
 
 def by_webhook_token(token: str) -> CarrierConnection | None:

@@ -157,11 +157,25 @@ def test_what_cannot_make_a_connection_is_named(shop, values, methods, message):
 
 def test_check_credentials_calls_the_carrier_and_keeps_the_outcome(shop):
     conn = connect(shop, api_key="bad")
-    assert connections.check(conn) == "Acme: invalid API key"
+    assert connections.check(conn) == connections.CheckResult(False, message="Acme: invalid API key")
     assert conn.check_error and conn.checked_at
     connections.save(shop, "acme", {"api_key": "good", "account": "A-1"}, name="Acme", test_mode=True,
                      methods={"dropoff": ["DE"]}, connection=conn)
-    assert connections.check(conn) is None and conn.check_error is None
+    assert connections.check(conn).accepted and conn.check_error is None
+
+
+def test_a_carrier_that_does_not_answer_says_so_and_changes_nothing(shop, admin, monkeypatch):
+    from connector.returns.ports import CarrierRetryable
+
+    conn = connect(shop)
+    assert connections.check(conn).accepted
+    checked_at = conn.checked_at
+    monkeypatch.setattr(AcmeBackend, "check_credentials",
+                        lambda self: (_ for _ in ()).throw(CarrierRetryable("Acme: connection refused")))
+    page = admin.post(f"settings/carriers/{conn.id}/check", page=f"settings/carriers/{conn.id}", follow=True)
+    assert "The carrier could not be reached; try again later: Acme: connection refused" in page.get_data(as_text=True)
+    db.session.refresh(conn)
+    assert conn.checked_at == checked_at and conn.check_error is None
 
 
 def test_another_shops_connection_is_never_used(shop):
