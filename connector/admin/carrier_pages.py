@@ -45,6 +45,17 @@ def _posted_addresses(form) -> dict[str, dict[str, str]]:
     return out
 
 
+def _capabilities(conn: CarrierConnection | None, cls: type):
+    """What this account can do: its backend instance's (settings may switch things on or off),
+    else the backend class's."""
+    if conn is not None:
+        try:
+            return connections.backend_of(conn).capabilities
+        except (KeyError, ValueError):
+            pass
+    return cls.capabilities
+
+
 @bp.get("/<handle>/settings/carriers")
 def settings_carriers():
     shop = current_shop()
@@ -82,13 +93,15 @@ def settings_carrier(backend: str | None = None, connection_id: int | None = Non
             flash(_("Carrier account saved. Check its credentials to be sure the carrier accepts them."), "success")
             return redirect(url_for("admin.settings_carrier", connection_id=saved.id))
     values = dict(conn.settings or {}) if conn is not None else {}
+    stored_secrets = set(connections.stored_secret_names(conn)) if conn is not None else set()
     addresses = sorted((conn.return_addresses or {}).items(), key=lambda kv: (kv[0] != "*", kv[0])) if conn else []
     addresses += [("", {})] * BLANK_ADDRESS_ROWS
     address_labels = {"name": _("Name"), "line1": _("Street and number"), "line2": _("Address line 2"),
                       "postcode": _("Postcode"), "city": _("City"), "region": _("Region"), "country": _("Country"),
                       "phone": _("Phone"), "email": _("Email")}
     return render_template(
-        "admin/settings_carrier.html", conn=conn, address_labels=address_labels, backend_key=key, backend_cls=cls, fields=fields, values=values,
+        "admin/settings_carrier.html", conn=conn, address_labels=address_labels, stored_secrets=stored_secrets,
+        capabilities=_capabilities(conn, cls), backend_key=key, backend_cls=cls, fields=fields, values=values,
         methods=connections.CARRIER_METHODS, addresses=addresses, address_fields=ADDRESS_FIELDS, error=error,
         webhook_url=url_for("carrier_webhooks.receive", token=conn.webhook_token, _external=True)
         if conn is not None and cls.capabilities.tracking_webhook else None,

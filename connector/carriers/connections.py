@@ -131,6 +131,11 @@ def backend_settings(conn: CarrierConnection) -> dict[str, Any]:
             "data_dir": str(current_app.config["CONNECTOR"].data_dir)}
 
 
+def stored_secret_names(conn: CarrierConnection) -> list[str]:
+    """Which secret fields hold a value (their names only: the admin says "stored", never the value)."""
+    return sorted(_box().open(conn.credentials))
+
+
 def backend_of(conn: CarrierConnection) -> CarrierBackend:
     """The connection's backend instance (ValueError when its settings do not suffice)."""
     return registry.get_backend(conn.backend, backend_settings(conn))
