@@ -138,6 +138,8 @@ def _describe(event) -> tuple[str, str]:
         return _("Label voided"), ""
     if event.kind == "label_not_voided":
         return _("The label could not be voided"), data.get("error") or ""
+    if event.kind == "shipment_stuck":
+        return _("The carrier has not answered for 24 hours; still trying"), data.get("error") or ""
     if event.kind == "label_void_requested":
         return _("Cancellation asked from the carrier"), ""
     if event.kind == "label_pending":

@@ -433,3 +433,20 @@ def test_the_pickup_window_promised_is_the_one_the_carrier_books(shop, acme, mon
     connect(shop, methods={"carrier_label": ["DE"]})
     (option,) = [o for o in services.method_options(draft(shop)) if o.method == "carrier_label"]
     assert option.pickup_window == "10:00-14:00"
+
+
+def test_a_carrier_that_does_not_answer_for_a_day_is_reported_to_the_merchant_once(shop, outbox, acme, monkeypatch):
+    from connector.returns.ports import CarrierRetryable
+
+    connect(shop)
+    monkeypatch.setattr(AcmeBackend, "create_return_label",
+                        lambda self, request: (_ for _ in ()).throw(CarrierRetryable("Acme: 503 Service Unavailable")))
+    ret = confirmed(shop)
+    shipment = ret.shipment
+    assert shipment.status == "requested" and ret.pending_step == "shipment"
+    shipment.created_at = now() - timedelta(hours=25)
+    db.session.commit()
+    for _ in range(2):
+        services.fulfil_shipment(shipment.id)
+    alerts = [m for m in outbox() if m["To"] == shop.support_email and "not answered" in m["Subject"]]
+    assert len(alerts) == 1 and shipment.status == "requested"  # still tried, told once

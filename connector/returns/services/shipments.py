@@ -104,6 +104,7 @@ def fulfil_shipment(shipment_id: int) -> Shipment | None:
         shipment.error = str(exc)[:2000]
         _set_pending(ret, "shipment", _backoff(shipment.attempts))
         session.commit()
+        _alert_once_when_stuck(ret, shipment)
         return shipment
     except CarrierError as exc:
         return _give_up(ret, shipment, exc)
@@ -119,6 +120,21 @@ def fulfil_shipment(shipment_id: int) -> Shipment | None:
         return shipment
     _ready(ret, shipment, target)
     return shipment
+
+
+def _alert_once_when_stuck(ret: Return, shipment: Shipment) -> None:
+    """A carrier that has not answered for LATE_LABEL_WINDOW: the merchant is told once (the
+    shipment keeps being retried with back-off; they may also cancel or change the return)."""
+    if now_utc() - shipment.created_at < LATE_LABEL_WINDOW:
+        return
+    if any(e.kind == "shipment_stuck" for e in ret.events):
+        return
+    lc.record(ret, "shipment_stuck", actor="system", public=False, data={"error": shipment.error})
+    session.commit()
+    runtime.enqueue("alert_merchant", shop_id=ret.shop_id,
+                    subject=f"{ret.rma}: the carrier has not answered for 24 hours",
+                    text=f"The label for return {ret.rma} is still being asked for; the carrier's last answer: "
+                         f"{shipment.error}. It is tried again automatically.")
 
 
 def _ready(ret: Return, shipment: Shipment, target: str) -> None:
