@@ -130,9 +130,10 @@ class AddressForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.country.choices = country_choices()
 
+    FIELDS = ("name", "line1", "line2", "postcode", "city", "region", "country", "phone")
+
     def address(self) -> dict[str, str]:
-        return {name: (getattr(self, name).data or "") for name in
-                ("name", "line1", "line2", "postcode", "city", "region", "country", "phone")}
+        return {name: (getattr(self, name).data or "") for name in self.FIELDS}
 
 
 class TrackingForm(FlaskForm):

@@ -381,7 +381,7 @@ def instructions(order_id: int):
             try:
                 services.set_instructions(ret, form.address(), ticked)
             except services.ValidationError as exc:
-                errors = exc.errors
+                errors = {form[k].name if k in form else k: v for k, v in exc.errors.items()}
             except services.ServiceError as exc:
                 errors = {exc.field or "checklist": exc.message}
             else:
@@ -443,10 +443,17 @@ def discard(order_id: int):
 
 # =========================================================================== after confirmation
 
-def _render_status(ret, *, confirmed: bool = False, tracking_form=None, errors=None, code: int = 200):
+def _render_status(ret, *, confirmed: bool = False, tracking_form=None, address_form=None, errors=None,
+                   code: int = 200):
     events = services.timeline(ret, public_only=True)
     history = [(e, text) for e in events if (text := status.describe(e, ret))]
     shipment = ret.shipment
+    carrier_says = None
+    if services.address_to_correct(ret):
+        failures = [e for e in events if e.kind == "shipment_failed"]
+        carrier_says = (failures[-1].data or {}).get("shopper_message") if failures else None
+        address_form = address_form or forms.AddressForm(prefix="address", data={
+            k: (ret.address or {}).get(k) or "" for k in forms.AddressForm.FIELDS})
     return render_template(
         "portal/status.html", ret=ret, order=ret.order, shipment=shipment, confirmed=confirmed,
         milestones=status.milestones(ret, events), history=history,
@@ -455,6 +462,7 @@ def _render_status(ret, *, confirmed: bool = False, tracking_form=None, errors=N
         can_cancel=ret.state in lc.CANCELLABLE and ret.state != lc.DRAFT,
         can_track=ret.state == lc.AWAITING_SHIPMENT and shipment is not None and shipment.method == "selfship",
         tracking_form=tracking_form or forms.TrackingForm(), errors=errors or {},
+        address_form=address_form if carrier_says else None, carrier_says=carrier_says,
         return_address=g.portal_shop.return_address or {}, locale=_locale(),
     ), code
 
@@ -529,6 +537,25 @@ def cancel(rma: str):
         flash(_("Your return was cancelled. The label could not be voided yet; please do not use it."), "info")
     else:
         flash(_("Your return was cancelled."), "success")
+    return redirect(url_for(".return_status", rma=ret.rma))
+
+
+@bp.post("/<shop_handle>/returns/<rma>/address")
+def correct_address(rma: str):
+    """After a carrier refused the sender address: the corrected one, and the label asked for again."""
+    ret = access.require_return(g.portal_shop, rma)
+    form = forms.AddressForm(prefix="address")
+    if not form.validate_on_submit():
+        return _render_status(ret, address_form=form, code=422)
+    try:
+        services.correct_address(ret, form.address(), actor="shopper")
+    except services.ValidationError as exc:
+        return _render_status(ret, address_form=form, code=422,
+                              errors={form[k].name if k in form else k: v for k, v in exc.errors.items()})
+    except services.ServiceError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for(".return_status", rma=ret.rma))
+    flash(_("Thank you. We asked the carrier again with the corrected address."), "success")
     return redirect(url_for(".return_status", rma=ret.rma))
 
 

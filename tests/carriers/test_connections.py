@@ -17,96 +17,20 @@ import pytest
 from sqlalchemy import select, text
 
 from connector import db
-from connector.carriers import connections, registry
+from connector.carriers import connections
 from connector.carriers.customs import needs_customs
 from connector.carriers.sandbox import SandboxBackend
 from connector.returns import lifecycle as lc
 from connector.returns import services
 from connector.returns.models import CarrierConnection, Order, ReturnReason, Shipment
-from connector.returns.ports import (VOID_REQUESTED, CarrierAuthError, CarrierCapabilities, Label, SettingField,
-                                     TrackingEvent, TrackingUpdate, WebhookRejected)
+from connector.returns.ports import TrackingEvent
 from connector.returns.services.drafts import pickup_day
-from tests.factories import make_order, make_shop, now
-
-
-class AcmeBackend(SandboxBackend):
-    """The sandbox behind a merchant account; `late` makes labels come later, `async_void` makes
-    cancels confirmed later, as remote carriers do."""
-
-    key = "acme"
-    name = "Acme Parcel"
-    capabilities = CarrierCapabilities(label=True, qr=False, pickup=True, carrier_brings_label=True, void=True,
-                                       tracking=True, international=False, tracking_webhook=True, late_label=True)
-    settings_fields = (SettingField("api_key", "API key", secret=True),
-                       SettingField("account", "Account number"),
-                       SettingField("webhook_secret", "Webhook secret", secret=True, required=False))
-    late = False
-    async_void = False
-
-    def __init__(self, settings):
-        super().__init__(settings)
-        if not settings.get("api_key"):
-            raise ValueError("api_key is required")
-        self.settings = settings
-
-    def check_credentials(self) -> None:
-        if self.settings["api_key"] != "good":
-            raise CarrierAuthError("Acme: invalid API key")
-
-    def create_return_label(self, shipment):
-        label = super().create_return_label(shipment)
-        return replace(label, pdf=None, carrier_ref="ACME-" + label.tracking_number) if AcmeBackend.late else label
-
-    def fetch_label(self, carrier_ref, tracking_number):
-        return super().create_return_label(AcmeBackend.requests[tracking_number]) if AcmeBackend.ready else None
-
-    def void_label(self, tracking_number, carrier_ref=None):
-        if AcmeBackend.async_void:
-            return VOID_REQUESTED
-        return super().void_label(tracking_number, carrier_ref)
-
-    def parse_webhook(self, headers, body):
-        expected = hmac.new(self.settings["webhook_secret"].encode(), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, headers.get("Acme-Signature", "")):
-            raise WebhookRejected("Acme: bad signature")
-        data = json.loads(body)
-        return [TrackingUpdate(tracking_number=data["tracking_number"], cancelled=data.get("cancelled"),
-                               events=tuple(TrackingEvent(at=datetime.fromisoformat(e["at"]), status=e["status"])
-                                            for e in data.get("events", [])))]
-
-
-@pytest.fixture(autouse=True)
-def acme(monkeypatch):
-    monkeypatch.setattr(registry, "_plugins", lambda: {"acme": AcmeBackend})
-    monkeypatch.setattr(AcmeBackend, "late", False)
-    monkeypatch.setattr(AcmeBackend, "async_void", False)
-    monkeypatch.setattr(AcmeBackend, "ready", False, raising=False)
-    requests = {}
-    real = SandboxBackend.create_return_label
-
-    def remember(self, shipment):
-        label = real(self, shipment)
-        requests[label.tracking_number] = shipment
-        return label
-
-    monkeypatch.setattr(SandboxBackend, "create_return_label", remember)
-    monkeypatch.setattr(AcmeBackend, "requests", requests, raising=False)
-    return AcmeBackend
+from tests.carriers.acme import AcmeBackend, acme, connect  # noqa: F401  (acme: an autouse fixture)
+from tests.factories import make_shop, now
 
 
 SWISS_ADDRESS = {"name": "Demo Returns CH", "line1": "Lagerstrasse 1", "postcode": "8001", "city": "Zürich",
                  "country": "CH"}
-
-
-def connect(shop, methods=None, **kw) -> CarrierConnection:
-    """Acme connected to `shop`, whose policy allows every method everywhere (the connection decides)."""
-    shop.policy = {**(shop.policy or {}), "methods": {"*": ["pickup", "dropoff", "carrier_label", "selfship"]}}
-    conn = connections.save(shop, "acme", {"api_key": kw.pop("api_key", "good"), "account": "A-1",
-                                           "webhook_secret": "whsec"},
-                            name="Acme", test_mode=True,
-                            methods=methods or {"dropoff": ["DE"], "pickup": ["DE"], "carrier_label": ["DE"]}, **kw)
-    db.session.commit()
-    return conn
 
 
 def draft(shop, number="1001", country=None):
@@ -450,3 +374,4 @@ def test_a_carrier_that_does_not_answer_for_a_day_is_reported_to_the_merchant_on
         services.fulfil_shipment(shipment.id)
     alerts = [m for m in outbox() if m["To"] == shop.support_email and "not answered" in m["Subject"]]
     assert len(alerts) == 1 and shipment.status == "requested"  # still tried, told once
+

@@ -22,16 +22,16 @@ from connector.returns.services.platform import retry_platform_sync, sync_return
 from connector.returns.services.reconcile import reconcile
 from connector.returns.services.refunds import (REFUNDABLE_STATES, execute_refund, manual_refund_offered,
                                                 mark_refund_succeeded, plan_of, refund_preview, request_refund)
-from connector.returns.services.shipments import (apply_update, fetch_late_label, fulfil_shipment, label_bytes,
-                                                  qr_bytes, refresh_tracking, retry_shipment, timeline,
-                                                  void_shipment)
+from connector.returns.services.shipments import (address_to_correct, apply_update, correct_address,
+                                                  fetch_late_label, fulfil_shipment, label_bytes, qr_bytes,
+                                                  refresh_tracking, retry_shipment, timeline, void_shipment)
 from connector.returns.services.warehouse import inspect, mark_received
 from connector.returns.services.withdrawal import WITHDRAWAL_STATEMENT, create_withdrawal
 
 __all__ = [
     "REFUNDABLE_STATES", "WITHDRAWAL_STATEMENT", "ItemChoice", "LineOption", "MethodOption", "ServiceError",
     "ValidationError", "approve", "cancel", "checklist_items", "confirm", "create_withdrawal", "discard_draft",
-    "apply_update", "execute_refund", "fetch_late_label", "find_order_for_login", "fulfil_shipment", "get_order", "get_return", "get_return_by_number",
+    "address_to_correct", "apply_update", "correct_address", "execute_refund", "fetch_late_label", "find_order_for_login", "fulfil_shipment", "get_order", "get_return", "get_return_by_number",
     "get_shop", "inspect", "label_bytes", "line_options", "manual_refund_offered", "mark_received", "mark_refund_succeeded", "method_options", "normalise_postcode",
     "now_utc", "orders_for_customer", "orders_for_email", "pickup_day", "plan_of", "policy_of", "qr_bytes",
     "reasons_tree", "reconcile", "refresh_tracking", "refund_preview", "reject", "request_refund", "retry_platform_sync", "retry_shipment", "set_instructions",

@@ -253,6 +253,21 @@ def validate_address(address: dict[str, Any]) -> dict[str, str]:
     return errors
 
 
+def country_problem(ret: Return, address: dict[str, Any]) -> str | None:
+    """Why the return's method cannot be sent from `address` (another country than the method was
+    chosen for, which its carrier does not serve), or None."""
+    if (address.get("country") or "").upper() == _country(ret):
+        return None
+    before, ret.address = ret.address, address
+    try:
+        offered = {o.method for o in method_options(ret)}
+    finally:
+        ret.address = before
+    if ret.method in offered:
+        return None
+    return _("The chosen return method is not available from this country. Go back and choose another method.")
+
+
 def set_instructions(ret: Return, address: dict[str, Any], checklist: list[str]) -> None:
     _require_draft(ret)
     if not ret.method:
@@ -262,14 +277,8 @@ def set_instructions(ret: Return, address: dict[str, Any], checklist: list[str])
     missing = [code for code, _text in CHECKLISTS[ret.method] if code not in checklist]
     if missing:
         errors["checklist"] = _("Please confirm every point of the checklist.")
-    if not errors and (address.get("country") or "").upper() != _country(ret):
-        # Another country than the method was chosen for: its carrier must serve that one too.
-        before, ret.address = ret.address, address
-        offered = {o.method for o in method_options(ret)}
-        ret.address = before
-        if ret.method not in offered:
-            errors["country"] = _("The chosen return method is not available from this country. Go back "
-                                  "and choose another method.")
+    if not errors and (problem := country_problem(ret, address)):
+        errors["country"] = problem
     if errors:
         raise ValidationError(errors)
     ret.address = address

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from connector.carriers.customs import declaration, needs_customs, parcel_weight
-from connector.carriers.refusals import shopper_message
+from connector.carriers.refusals import ADDRESS_FIELDS as FIXABLE_BY_ADDRESS
+from connector.carriers.refusals import refused_field, shopper_message
 from connector.db import session
 from connector.returns import lifecycle as lc
 from connector.returns.context import _, runtime
@@ -15,9 +16,9 @@ from connector.returns.models import Event, Return, Shipment
 from connector.returns.money import quantize
 from connector.returns.ports import (VOID_REQUESTED, Address, CarrierError, CarrierNotSupported, CarrierRetryable,
                                      ParcelItem, ShipmentRequest, TrackingUpdate)
-from connector.returns.services.base import (ServiceError, _backoff, _enqueue_all, _set_pending, _shop, now_utc,
-                                             policy_of)
-from connector.returns.services.drafts import pickup_day
+from connector.returns.services.base import (ServiceError, ValidationError, _backoff, _enqueue_all, _set_pending,
+                                             _shop, now_utc, policy_of)
+from connector.returns.services.drafts import ADDRESS_FIELDS, country_problem, pickup_day, validate_address
 from connector.returns.services.platform import platform_jobs
 from connector.returns.services.warehouse import mark_received
 
@@ -156,7 +157,7 @@ def _give_up(ret: Return, shipment: Shipment, exc: CarrierError) -> Shipment:
     shipment.error = str(exc)[:2000]
     shopper = shopper_message(exc)
     lc.record(ret, "shipment_failed", actor="carrier", public=True,
-              data={"error": shipment.error, "shopper_message": shopper})
+              data={"error": shipment.error, "shopper_message": shopper, "field": refused_field(exc)})
     _set_pending(ret, None)
     session.commit()
     runtime.enqueue("alert_merchant", shop_id=shop.id,
@@ -210,6 +211,35 @@ def retry_shipment(ret: Return, actor: str) -> Shipment:
     session.commit()
     runtime.enqueue("fulfil_shipment", shipment_id=fresh.id)
     return fresh
+
+
+def address_to_correct(ret: Return) -> str | None:
+    """The refused field ("address", "postcode", "phone") when the carrier refused the return's
+    shipment over something in the sender address the shopper can correct; else None."""
+    shipment = ret.shipment
+    if ret.state != lc.APPROVED or shipment is None or shipment.status != "failed":
+        return None
+    failures = [e for e in ret.events if e.kind == "shipment_failed"]
+    field = (failures[-1].data or {}).get("field") if failures else None
+    return field if field in FIXABLE_BY_ADDRESS else None
+
+
+def correct_address(ret: Return, address: dict, actor: str = "shopper") -> Shipment:
+    """The shopper corrected the address the carrier refused: it is checked like at the start
+    (and must be in a country the return's method is offered for), kept, and the shipment asked
+    for again with it."""
+    if address_to_correct(ret) is None:
+        raise ServiceError(_("There is no address to correct for this return."))
+    address = {k: address.get(k, "") for k in ADDRESS_FIELDS}
+    errors = validate_address(address)
+    if not errors and (problem := country_problem(ret, address)):
+        errors["country"] = problem
+    if errors:
+        raise ValidationError(errors)
+    ret.address = address
+    lc.record(ret, "address_corrected", actor=actor, public=False)
+    session.commit()
+    return retry_shipment(ret, actor)
 
 
 def void_shipment(shipment_id: int) -> Shipment | None:
