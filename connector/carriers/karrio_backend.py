@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 EXTRA_HINT = "pip install returns-connector[karrio]"
 JOURNAL_FOLDER = "karrio-labels"
 DEFAULT_DEADLINE_SECONDS = 30.0
+# Another process's label call for the same shipment (a retry the job runner started elsewhere) is
+# taken to be still running this long after it began: the retry waits instead of buying a second
+# label. karrio calls have no timeout of their own, so the wait ends after this.
+IN_FLIGHT_ELSEWHERE_SECONDS = 600.0
 PICKUP_READY, PICKUP_CLOSING = "09:00", "18:00"
 PDF_MAGIC = b"%PDF"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -371,6 +375,9 @@ class KarrioBackend:
                     recorded = _read_json(path)
                     if recorded:
                         return _label(recorded)
+                    _refuse_while_running_elsewhere(path)
+                    _write_json(_started_path(path), {"at": datetime.now(timezone.utc).isoformat(),
+                                                      "pid": os.getpid()})
                     future = _EXECUTOR.submit(self._create_and_record, shipment, path)
                     _IN_FLIGHT[str(path)] = future
                     future.add_done_callback(lambda done, key=str(path): _forget(key, done))
@@ -388,11 +395,14 @@ class KarrioBackend:
         try:
             details, messages = self._sdk.Shipment.create(self._shipment_request(shipment)).from_(self.gateway).parse()
         except Exception as exc:  # karrio's payload validation runs before its fail_safe wrapper
+            _started_path(path).unlink(missing_ok=True)
             return None, [_internal_message(self.carrier, exc)]
         if details is None or not details.tracking_number:
+            _started_path(path).unlink(missing_ok=True)  # the carrier answered without a label: a retry may ask again
             return None, list(messages or [])
         record = _record(shipment, details)
         _write_json(path, record)
+        _started_path(path).unlink(missing_ok=True)
         return _label(record), list(messages or [])
 
     # ------------------------------------------------------------------ karrio calls
@@ -764,6 +774,26 @@ def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(data, indent=1), "utf-8")
     os.replace(tmp, path)  # readers never see half a file
+
+
+def _started_path(path: Path) -> Path:
+    """The marker a label call leaves while it runs (beside the journal entry it will write)."""
+    return path.with_suffix(".started")
+
+
+def _refuse_while_running_elsewhere(path: Path) -> None:
+    """CarrierRetryable while another process's call for this label began less than
+    IN_FLIGHT_ELSEWHERE_SECONDS ago and has not finished: it may still be making the label."""
+    started = _read_json(_started_path(path))
+    if not started:
+        return
+    try:
+        age = (datetime.now(timezone.utc) - datetime.fromisoformat(started["at"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return
+    if 0 <= age < IN_FLIGHT_ELSEWHERE_SECONDS:
+        raise CarrierRetryable(f"an earlier request for this label began {age:.0f} s ago and may still be "
+                               "running; trying again later instead of buying a second label")
 
 
 def _forget(key: str, future: Future) -> None:

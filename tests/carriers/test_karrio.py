@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -204,6 +205,24 @@ def test_a_label_made_after_the_deadline_is_journalled_and_found_by_a_later_back
     label = KarrioBackend(dhl_settings(request)).create_return_label(shipment)
     assert label.tracking_number == fake.labels[0] and label.pdf.startswith(b"%PDF")
     assert len(fake.labels) == 1
+
+
+def test_a_label_call_another_process_began_is_waited_for_not_repeated(dhl, tmp_path):
+    """The job's retry runs in another process while the first one's karrio call may still be
+    making the label there: it waits (retryable) for IN_FLIGHT_ELSEWHERE_SECONDS, then asks again."""
+    backend, fake = dhl
+    shipment = make_request(key="shp-elsewhere-1")
+    digest = hashlib.sha256(b"shp-elsewhere-1").hexdigest()
+    started = backend.data_dir / "karrio-labels" / f"{digest}.started"
+    started.parent.mkdir(parents=True, exist_ok=True)
+    started.write_text(json.dumps({"at": datetime.now(timezone.utc).isoformat(), "pid": 1}))
+    with pytest.raises(CarrierRetryable, match="may still be running"):
+        backend.create_return_label(shipment)
+    assert fake.labels == []
+    gone = datetime.now(timezone.utc) - timedelta(seconds=karrio_backend.IN_FLIGHT_ELSEWHERE_SECONDS + 1)
+    started.write_text(json.dumps({"at": gone.isoformat(), "pid": 1}))
+    label = backend.create_return_label(shipment)
+    assert label.tracking_number == fake.labels[0] and not started.exists()
 
 
 def test_a_failed_label_call_is_not_journalled_and_the_retry_calls_again(dhl):
