@@ -11,10 +11,12 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from connector import db
+from connector.admin.forms import method_label
 from connector.admin.views import bp, current_shop
 from connector.carriers import connections
 from connector.carriers.registry import available
 from connector.returns.models import CarrierConnection, Shipment
+from connector.returns.policy import ReturnPolicy
 
 ADDRESS_FIELDS = ("name", "line1", "line2", "postcode", "city", "region", "country", "phone", "email")
 BLANK_ADDRESS_ROWS = 2
@@ -99,8 +101,11 @@ def settings_carrier(backend: str | None = None, connection_id: int | None = Non
     address_labels = {"name": _("Name"), "line1": _("Street and number"), "line2": _("Address line 2"),
                       "postcode": _("Postcode"), "city": _("City"), "region": _("Region"), "country": _("Country"),
                       "phone": _("Phone"), "email": _("Email")}
+    allowed = {m for methods in ReturnPolicy.from_dict(shop.policy or {}).methods.values() for m in methods}
+    switched_off = [method_label(m) for m in (conn.methods if conn is not None else {}) if m not in allowed]
     return render_template(
         "admin/settings_carrier.html", conn=conn, address_labels=address_labels, stored_secrets=stored_secrets,
+        switched_off=switched_off,
         capabilities=_capabilities(conn, cls), backend_key=key, backend_cls=cls, fields=fields, values=values,
         methods=connections.CARRIER_METHODS, addresses=addresses, address_fields=ADDRESS_FIELDS, error=error,
         webhook_url=url_for("carrier_webhooks.receive", token=conn.webhook_token, _external=True)

@@ -375,3 +375,11 @@ def test_a_carrier_that_does_not_answer_for_a_day_is_reported_to_the_merchant_on
     alerts = [m for m in outbox() if m["To"] == shop.support_email and "not answered" in m["Subject"]]
     assert len(alerts) == 1 and shipment.status == "requested"  # still tried, told once
 
+
+
+def test_the_account_page_says_when_the_policy_switches_a_served_method_off(shop, admin):
+    conn = connect(shop, methods={"carrier_label": ["DE"], "dropoff": ["DE"]})
+    shop.policy = {**shop.policy, "methods": {"*": ["dropoff", "selfship"]}}
+    db.session.commit()
+    page = admin.get(f"settings/carriers/{conn.id}").get_data(as_text=True)
+    assert "Not offered to shoppers: Pickup, driver brings label is switched off" in page
