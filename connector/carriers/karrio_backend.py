@@ -91,6 +91,8 @@ class _CarrierFacts:
     # karrio writes the carrier's local wall time with a "Z" (DHL Parcel DE's tracking XML has
     # "17.03.2016 11:21", German time, which karrio's fiso_timestamp renders "...T11:21:00.000Z").
     local_times_marked_utc: bool = False
+    # karrio's mapper sends address_line2 as the house number (GLS ShipIT's Street / StreetNumber).
+    house_number_in_line2: bool = False
 
 
 _CARRIER_FACTS: dict[str, _CarrierFacts] = {
@@ -104,7 +106,7 @@ _CARRIER_FACTS: dict[str, _CarrierFacts] = {
     # karrio's UPS return defaults to Return Service 3-attempt (a driver brings the label on UPS's
     # own schedule); a shopper-printed label is "Print Return Label".
     "ups": _CarrierFacts(service="ups_standard", options={"ups_return_service": "ups_print_return_label"}),
-    "gls": _CarrierFacts(service="gls_parcel", timezone="Europe/Berlin"),
+    "gls": _CarrierFacts(service="gls_parcel", timezone="Europe/Berlin", house_number_in_line2=True),
     "dpd_meta": _CarrierFacts(service="dpd_meta_classic", timezone="Europe/Berlin"),
     "dhl_express": _CarrierFacts(service="dhl_express_worldwide"),
 }
@@ -142,6 +144,7 @@ _AUTH_CARRIER_CODES = {"dhl_parcel_de": {"5", "6", "62"},
                                "250009"}}
 _AUTH_WORDS = ("unauthori", "forbidden", "authenticat", "credential", "invalid_grant", "invalid_client",
                "login failed", "log-in failed", "access token", "access denied",
+               "'password'",  # DHL Express XML-PI refusing the configured password (condition 111)
                "returned no token")  # karrio's token cache, when the login gave no token
 _RETRY_WORDS = ("timed out", "timeout", "urlopen error", "connection refused", "connection reset",
                 "connection aborted", "remote end closed", "name or service not known", "temporarily",
@@ -302,16 +305,31 @@ class KarrioBackend:
             self._cancel_quietly(details.confirmation_number)
             raise CarrierRejected(f"{self.carrier} offered a pickup on {booked_day.isoformat()}, "
                                   f"not on {day.isoformat()}")
-        window = f"{_hhmm(details.ready_time) or PICKUP_READY}-{_hhmm(details.closing_time) or PICKUP_CLOSING}"
+        window = _window(_hhmm(details.ready_time), _hhmm(details.closing_time))
         record = {"day": day.isoformat(), "window": window, "carrier_ref": details.confirmation_number}
         _write_json(booking_path, record)
+        # cancel_pickup gets the confirmation number only; DHL Express's cancellation also names the day
+        # and the requestor (the shopper) and country.
+        _write_json(self._booking_by_ref(details.confirmation_number),
+                    {"day": day.isoformat(), "name": shipment.sender.name, "country": shipment.sender.country.upper()})
         return _pickup(record, label)
+
+    def _booking_by_ref(self, carrier_ref: str) -> Path:
+        digest = hashlib.sha256(f"pickup:{carrier_ref}".encode("utf-8")).hexdigest()
+        return self.data_dir / JOURNAL_FOLDER / f"{digest}.pickup-ref.json"
 
     def cancel_pickup(self, carrier_ref: str) -> str | None:
         if not self.capabilities.pickup or "cancel_pickup" not in self.operations:
             raise CarrierNotSupported(f"karrio's {self.carrier} integration cannot cancel pickups")
         models = _models()
-        confirmation = self._call(self._sdk.Pickup.cancel(models.PickupCancelRequest(confirmation_number=carrier_ref)))
+        booked = _read_json(self._booking_by_ref(carrier_ref)) or {}
+        request = models.PickupCancelRequest(
+            confirmation_number=carrier_ref,
+            pickup_date=booked.get("day"),
+            address=models.Address(person_name=booked.get("name"), country_code=booked.get("country"))
+            if booked else None,
+        )
+        confirmation = self._call(self._sdk.Pickup.cancel(request))
         _confirm(confirmation, f"pickup {carrier_ref}")
         return VOIDED
 
@@ -334,7 +352,8 @@ class KarrioBackend:
                              allow_empty=True) or []
         mine = [d for d in details if str(d.tracking_number) == tracking_number] or list(details)[:1]
         zone = ZoneInfo(self.facts.timezone)
-        events = [_event(e, zone, self.facts.local_times_marked_utc) for d in mine for e in (d.events or [])]
+        by_code = _statuses_by_code(self.carrier)
+        events = [_event(e, zone, self.facts.local_times_marked_utc, by_code) for d in mine for e in (d.events or [])]
         return sorted((e for e in events if e is not None), key=lambda e: e.at)
 
     def check_credentials(self) -> None:
@@ -399,7 +418,7 @@ class KarrioBackend:
             return None, [_internal_message(self.carrier, exc)]
         if details is None or not details.tracking_number:
             _started_path(path).unlink(missing_ok=True)  # the carrier answered without a label: a retry may ask again
-            return None, list(messages or [])
+            return None, list(messages or []) or [_unreadable_label_message(self.carrier)]
         record = _record(shipment, details)
         _write_json(path, record)
         _started_path(path).unlink(missing_ok=True)
@@ -449,8 +468,8 @@ class KarrioBackend:
         return models.ShipmentRequest(
             service=self.service,
             is_return=True,
-            shipper=_address(shipment.recipient, company=True),
-            recipient=_address(shipment.sender),
+            shipper=_address(shipment.recipient, company=True, number_in_line2=self.facts.house_number_in_line2),
+            recipient=_address(shipment.sender, number_in_line2=self.facts.house_number_in_line2),
             parcels=[_parcel(shipment)],
             customs=_customs(shipment.customs) if shipment.customs else None,
             options={"currency": shipment.currency, **self.facts.options},
@@ -549,6 +568,15 @@ def _internal_message(carrier: str, exc: Exception):
                              message=f"{type(exc).__name__}: {exc}")
 
 
+def _unreadable_label_message(carrier: str):
+    """The carrier answered the label call, but karrio found neither a label nor an error in it (e.g.
+    karrio-gls 2026.1 reads another answer shape than GLS ShipIT's). The carrier may have made the
+    parcel, so this is a refusal, not a retry that would buy another label each time."""
+    return _models().Message(carrier_name=carrier, carrier_id=carrier, code="UNREADABLE_ANSWER",
+                             message="the carrier answered with no label karrio could read; it may have made "
+                                     "one: check the carrier's portal before trying again")
+
+
 def _text(message) -> str:
     return f"{getattr(message, 'message', '') or ''}"
 
@@ -575,7 +603,10 @@ def _is_warning(message) -> bool:
 
 
 def _field_of(messages) -> str | None:
-    properties = " ".join(str((getattr(m, "details", None) or {}).get("property", "") or "") for m in messages)
+    # DHL names the refused property in "property", GLS in "field".
+    properties = " ".join(str(details.get("property") or details.get("field") or "")
+                          for details in ((getattr(m, "details", None) or {}) for m in messages)
+                          if isinstance(details, dict))
     prose = " ".join(f"{_text(m)} {getattr(m, 'code', '') or ''}" for m in messages)
     for haystack in (properties.lower(), prose.lower()):
         for name, words in _FIELD_WORDS:
@@ -624,13 +655,26 @@ def _street_number(line1: str) -> str | None:
     return match.group("number").replace(" ", "") if match else None
 
 
-def _address(address: Address, *, company: bool = False):
+def _street_and_number(line1: str) -> tuple[str, str] | None:
+    """ "Hauptstraße 12" -> ("Hauptstraße", "12"); None when the line holds no house number."""
+    line1 = (line1 or "").strip()
+    match = _NUMBER_LAST.match(line1) or _NUMBER_FIRST.match(line1)
+    return (match.group("street").strip(), match.group("number").replace(" ", "")) if match else None
+
+
+def _address(address: Address, *, company: bool = False, number_in_line2: bool = False):
+    """karrio's Address. With `number_in_line2` (GLS: karrio sends address_line2 as StreetNumber) the
+    house number goes to address_line2 and the street, with the address's own second line, to line 1."""
     models = _models()
+    line1, line2 = address.line1, address.line2 or None
+    split = _street_and_number(address.line1) if number_in_line2 else None
+    if split:
+        line1, line2 = ", ".join(filter(None, (split[0], address.line2))), split[1]
     return models.Address(
         person_name=address.name,
         company_name=address.name if company else None,
-        address_line1=address.line1,
-        address_line2=address.line2 or None,
+        address_line1=line1,
+        address_line2=line2,
         street_number=_street_number(address.line1),
         postal_code=address.postcode,
         city=address.city,
@@ -721,6 +765,15 @@ def _pickup(record: dict[str, Any], label: Label) -> Pickup:
                   tracking_number=label.tracking_number, label=label)
 
 
+def _window(ready: str | None, closing: str | None) -> str:
+    """ "HH:MM-HH:MM" from the carrier's times, ours where it gives none. A closing time not after
+    the ready time is no closing time (DHL Express's CallInTime, the latest time to call, which
+    karrio reads as closing_time): ours stays then."""
+    ready = ready or PICKUP_READY
+    closing = closing if closing and closing > ready else PICKUP_CLOSING
+    return f"{ready}-{closing}"
+
+
 def _parse_day(value: str | None) -> date | None:
     try:
         return date.fromisoformat(str(value)[:10]) if value else None
@@ -733,12 +786,30 @@ def _hhmm(value: str | None) -> str | None:
     return f"{int(match.group(1)):02d}:{match.group(2)}" if match else None
 
 
-def _event(event, zone: ZoneInfo, local_times_marked_utc: bool = False) -> TrackingEvent | None:
+def _statuses_by_code(carrier: str) -> Callable[[str | None], str | None]:
+    """karrio's status for a carrier event code, from the carrier's karrio TrackingStatus table: for
+    carriers whose karrio parser leaves the event status empty (GLS: "INTIAL.PREADVICE" -> pending)."""
+    try:
+        table = importlib.import_module(f"karrio.providers.{carrier}.units").TrackingStatus
+    except (ImportError, AttributeError):
+        return lambda code: None
+
+    def status(code: str | None) -> str | None:
+        parts = set(str(code or "").upper().split("."))
+        return next((s.name for s in table
+                     if parts & set(s.value if isinstance(s.value, (list, tuple)) else [s.value])), None)
+
+    return status
+
+
+def _event(event, zone: ZoneInfo, local_times_marked_utc: bool = False,
+           by_code: Callable[[str | None], str | None] = lambda code: None) -> TrackingEvent | None:
     at = _when(event, zone, local_times_marked_utc)
     if at is None:
         return None
-    status = _STATUSES.get(str(event.status or ""), "in_transit")
-    return TrackingEvent(at=at, status=status, description=event.description or "", location=event.location or "")
+    status = _STATUSES.get(str(event.status or by_code(event.code) or ""), "in_transit")
+    return TrackingEvent(at=at, status=status, description=(event.description or "").strip(),
+                         location=(event.location or "").strip())
 
 
 def _when(event, zone: ZoneInfo, local_times_marked_utc: bool = False) -> datetime | None:
