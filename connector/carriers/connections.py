@@ -168,11 +168,13 @@ def return_address(shop: Shop, conn: CarrierConnection | None, country: str) -> 
     return dict(addresses.get(country.upper()) or addresses.get(ANY_COUNTRY) or shop.return_address or {})
 
 
-def serving(shop: Shop, method: str, country: str) -> Serving | None:
+def serving(shop: Shop, method: str, country: str,
+            conns: list[CarrierConnection] | None = None) -> Serving | None:
     """The first active connection (by position) that serves `method` for a shopper in `country`
     and whose backend can perform it there: the method (capabilities.serves) and, when the parcel
-    crosses a border to its return address, international parcels."""
-    for conn in of_shop(shop):
+    crosses a border to its return address, international parcels. `conns`: the shop's active
+    connections when the caller has them already (of_shop)."""
+    for conn in of_shop(shop) if conns is None else conns:
         if not serves_country(conn, method, country):
             continue
         try:

@@ -144,17 +144,16 @@ def pickup_day(shop: Shop, country: str, now: datetime | None = None, *, region:
             return next_working_day(shop.country, **kwargs)
 
 
-def _carrier_for(shop: Shop, policy, method: str, country: str):
-    """(backend key, connection id, backend) of what performs `method` for `country`, or None;
-    the backend is the connection's instance, or the built-in backend's class.
-    A shop with carrier connections uses them (selfship needs none); one without uses the
-    built-in backends its policy names."""
-    carriers = runtime.carriers
-    if carriers is not None and method != "selfship" and carriers.of_shop(shop):
-        serving = carriers.serving(shop, method, country)
+def _carrier_for(shop: Shop, policy, method: str, country: str, conns: list):
+    """(backend key, connection, backend) of what performs `method` for `country`, or None; the
+    backend is the connection's instance, or the built-in backend's class (connection None).
+    A shop with carrier connections (`conns`, its active ones) uses them (selfship needs none);
+    one without uses the built-in backends its policy names."""
+    if conns and method != "selfship":
+        serving = runtime.carriers.serving(shop, method, country, conns)
         if serving is None:
             return None
-        return serving.connection.backend, serving.connection.id, serving.backend
+        return serving.connection.backend, serving.connection, serving.backend
     carrier_key = policy.carriers.get(method)
     if not carrier_key:
         return None
@@ -172,18 +171,19 @@ def method_options(ret: Return) -> list[MethodOption]:
     fault = _shop_fault(ret)
     options = []
     region = (ret.address or {}).get("region") or None
+    conns = runtime.carriers.of_shop(shop) if runtime.carriers is not None else []  # one query per call
     for method in allowed_methods(policy, country):
-        found = _carrier_for(shop, policy, method, country)
+        found = _carrier_for(shop, policy, method, country, conns)
         if found is None:
             continue
-        carrier_key, connection_id, backend = found
+        carrier_key, conn, backend = found
         caps = backend.capabilities
         if not caps.serves(method):
             continue
         pickup = method in ("pickup", "carrier_label")
-        cutoff = runtime.carriers.cutoff_hour(runtime.carriers.get(shop, connection_id)) if connection_id else 24
+        cutoff = runtime.carriers.cutoff_hour(conn) if conn is not None else 24
         options.append(MethodOption(
-            method=method, carrier=carrier_key, connection_id=connection_id,
+            method=method, carrier=carrier_key, connection_id=conn.id if conn is not None else None,
             fee=quantize(return_fee(policy, method, shop_fault=fault), ret.currency), currency=ret.currency,
             pickup_date=pickup_day(shop, country, region=region, cutoff_hour=cutoff) if pickup else None,
             pickup_window=(getattr(backend, "pickup_window", None) or DEFAULT_PICKUP_WINDOW) if pickup else None,
